@@ -1,0 +1,34 @@
+"""Shared test fixtures: where the real datasets live, and small deterministic settings."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CNNKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+def shared_dataset(name: str, *files: str) -> Path:
+    """Path of ``../shared/data/<name>``, or skip the test with the reason when it is missing."""
+    folder = SHARED_DATA / name
+    missing = [f for f in files if not (folder / f).exists()]
+    if not folder.is_dir() or missing:
+        pytest.skip(f"{name} is not in {folder} (missing: {missing or 'the folder'}); "
+                    "set CNNKIT_SHARED_DATA to the folder that holds it")
+    return folder
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    return shared_dataset("mnist", "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
