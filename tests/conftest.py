@@ -10,7 +10,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CNNKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# One thread per test process: CI runs two xdist workers on two cores.
+torch.set_num_threads(1)
 
 
 def shared_dataset(name: str, *files: str) -> Path:

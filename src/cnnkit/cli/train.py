@@ -1,0 +1,107 @@
+"""``cnnkit train``: flags (or ``--config file.yaml|json``) → TrainConfig → ``cnnkit.train.train``.
+
+Every TrainConfig field is a flag (``--batch-size``, ``--no-channels-last``, ...); flags override
+the config file; unknown options are usage errors (exit 2).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+
+from cnnkit.train.callbacks import Callback
+from cnnkit.train.config import TrainConfig
+
+_HELP = {
+    "data": "dataset: digits, mnist, fashion-mnist, cifar10, a folder of class sub-folders, ...",
+    "model": "registry name (lenet5, resnet18, ...) or architecture string "
+             "('conv(16,3) relu maxpool(2) fc(10)')",
+    "out": "run folder to write (None: runs/run-<time>)",
+    "augment": "augmentation spec, e.g. 'flip,crop(4)'",
+    "ema": "EMA decay of the weights, e.g. 0.999",
+    "early_stopping": "stop after this many epochs without a better validation loss",
+}
+
+
+def _flag_type(hint) -> type | None:
+    """The argparse type of a TrainConfig field (``int | None`` -> int), None for bools."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    base = args[0]
+    return None if base is bool else base
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", allow_abbrev=False, help="train a CNN and write a run folder",
+        description="Train a model on a dataset; writes config, weights (safetensors), "
+                    "checkpoints and metrics to the run folder (--out).")
+    p.add_argument("--config", metavar="FILE", help="settings from a .yaml/.yml/.json file "
+                   "(flags given as well override it)")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its "
+                   "last checkpoint (takes no other settings)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow --out to name a folder that already holds a run")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        kind = _flag_type(hints[field.name])
+        help_text = f"{_HELP.get(field.name, field.name.replace('_', ' '))} " \
+                    f"(default: {field.default!r})"
+        if kind is None:
+            p.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                           default=argparse.SUPPRESS, help=help_text)
+        else:
+            p.add_argument(flag, dest=field.name, type=kind, default=argparse.SUPPRESS,
+                           metavar=field.name.upper(), help=help_text)
+    p.set_defaults(func=run)
+
+
+class _EpochPrinter(Callback):
+    """Prints the one-line summary of each epoch (the CLI's only output while training)."""
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        parts = [f"epoch {epoch}/{trainer.config.epochs}", f"loss {logs['loss']:.4f}",
+                 f"acc {logs['accuracy']:.4f}"]
+        if "val_loss" in logs:
+            parts += [f"val_loss {logs['val_loss']:.4f}", f"val_acc {logs['val_accuracy']:.4f}"]
+        parts += [f"lr {logs['lr']:.2e}", f"{logs['images_per_s']:.0f} img/s",
+                  f"{logs['time_s']:.1f}s"]
+        print("  ".join(parts), flush=True)
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    names = TrainConfig.field_names()
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnkit.train.pipeline import train
+
+    settings = _settings(args)
+    progress = False if args.no_progress else None
+    if args.resume:
+        if settings or args.config:
+            given = ", ".join("--" + k.replace("_", "-") for k in settings) or "--config"
+            raise ValueError(f"--resume takes its settings from {args.resume}/config.json; "
+                             f"remove {given}")
+        out = args.resume
+        config = None
+    else:
+        base = TrainConfig.from_file(args.config).to_dict() if args.config else {}
+        config = TrainConfig.from_dict({**base, **settings})
+        out = config.out
+    try:
+        result = train(config, resume=args.resume, callbacks=[_EpochPrinter()],
+                       progress=progress, overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        where = out or "the run folder"
+        print(f"cnnkit: interrupted; the last completed epoch is saved in {where}/checkpoint. "
+              f"Resume with: cnnkit train --resume {where}", file=sys.stderr)
+        return 130
+    res = result.results
+    if "test_accuracy" in res:
+        print(f"test accuracy {res['test_accuracy']:.4f}  test loss {res['test_loss']:.4f}")
+    print(f"run folder: {result.out}")
+    return 0

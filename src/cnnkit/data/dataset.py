@@ -1,0 +1,230 @@
+"""The in-memory dataset every reader returns: uint8 images, int64 labels, class names.
+
+``ImageData`` holds a whole labelled image set as two tensors, ready for a loader that indexes
+them in batches; ``DataSplits`` groups the train/val/test parts of one dataset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from cnnkit._checks import check_probability, format_shape_hwc
+from cnnkit.errors import DataError
+
+
+@dataclass
+class ImageData:
+    """A labelled image set held in memory.
+
+    Args:
+        images: uint8 tensor (N, C, H, W), pixel values 0..255.
+        labels: int64 tensor (N,), each in ``[0, len(class_names))``.
+        class_names: one name per class; label ``k`` means ``class_names[k]``.
+        source: where the data came from (a file or folder), used in error messages.
+        skipped: files a reader could not decode and left out (``strict=False`` readers only).
+
+    Shape:
+        images (N, C, H, W); labels (N,); ``input_shape`` is (C, H, W).
+
+    Raises:
+        TypeError: images or labels are not tensors.
+        DataError: wrong dtype or rank, N disagreeing, or a label outside the classes.
+
+    Example:
+        >>> data = ImageData(torch.zeros(4, 1, 28, 28, dtype=torch.uint8),
+        ...                  torch.tensor([0, 1, 0, 1]), ["cat", "dog"])
+        >>> data.input_shape, data.num_classes
+        ((1, 28, 28), 2)
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    source: str = ""
+    skipped: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        where = f" in {self.source}" if self.source else ""
+        if not isinstance(self.images, torch.Tensor):
+            raise TypeError(f"images{where} must be a torch.Tensor, got "
+                            f"{type(self.images).__name__}; use cnnkit.data.from_arrays for "
+                            "numpy arrays")
+        if not isinstance(self.labels, torch.Tensor):
+            raise TypeError(f"labels{where} must be a torch.Tensor, got "
+                            f"{type(self.labels).__name__}; use cnnkit.data.from_arrays for "
+                            "numpy arrays")
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise DataError(
+                f"images{where} must be a uint8 tensor (N, C, H, W), got {self.images.dtype} with "
+                f"shape {tuple(self.images.shape)}; use cnnkit.data.from_arrays to convert"
+            )
+        if self.labels.dtype != torch.int64 or self.labels.ndim != 1:
+            raise DataError(
+                f"labels{where} must be an int64 tensor (N,), got {self.labels.dtype} with shape "
+                f"{tuple(self.labels.shape)}; convert with labels.long()"
+            )
+        if len(self.images) != len(self.labels):
+            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels{where}; "
+                            "every image needs exactly one label")
+        self.class_names = [str(name) for name in self.class_names]
+        if not self.class_names:
+            raise DataError(f"class_names{where} is empty; give one name per class")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise DataError(f"class_names{where} has duplicates: {self.class_names!r}")
+        if len(self.labels):
+            low, high = int(self.labels.min()), int(self.labels.max())
+            if low < 0 or high >= len(self.class_names):
+                bad = low if low < 0 else high
+                raise DataError(
+                    f"label {bad!r}{where} is outside [0, {len(self.class_names)}) for "
+                    f"{len(self.class_names)} classes {self.class_names!r}; fix the labels or pass "
+                    "the full list of class_names"
+                )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        return (f"ImageData({len(self)} images {format_shape_hwc(self.input_shape)}, "
+                f"{self.num_classes} classes, source={self.source!r})")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (``len(class_names)``), even if some have no image here."""
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Shape of one image, (C, H, W)."""
+        _, c, h, w = self.images.shape
+        return (c, h, w)
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of images per class, in class order (classes without images count 0)."""
+        counts = torch.bincount(self.labels, minlength=self.num_classes)
+        return {name: int(n) for name, n in zip(self.class_names, counts)}
+
+    def subset(self, indices) -> ImageData:
+        """A new ImageData with the images at ``indices`` (a sequence, tensor or slice).
+
+        Example:
+            >>> first_ten = data.subset(range(10))
+        """
+        if isinstance(indices, slice):
+            index = torch.arange(len(self))[indices]
+        else:
+            index = torch.as_tensor(list(indices) if isinstance(indices, range) else indices,
+                                    dtype=torch.int64)
+        if index.ndim != 1:
+            raise ValueError(f"indices must be one-dimensional, got shape {tuple(index.shape)}")
+        if len(index) and (int(index.min()) < -len(self) or int(index.max()) >= len(self)):
+            raise IndexError(f"indices must be in [0, {len(self)}), got min {int(index.min())} "
+                             f"and max {int(index.max())}")
+        return ImageData(self.images[index], self.labels[index], list(self.class_names),
+                         source=self.source)
+
+    def split(self, fraction: float, *, seed: int = 0,
+              stratify: bool = True) -> tuple[ImageData, ImageData]:
+        """Split into (rest, held_out) with ``round(fraction * N)`` images held out.
+
+        With ``stratify`` each class gives the same share to the held-out part (largest
+        remainders decide the rounding), so both parts keep the class balance. The same seed
+        always gives the same split; both parts keep the original order of the images.
+
+        Args:
+            fraction: share of the images in the second part, in (0, 1).
+            seed: seed of the shuffle.
+            stratify: keep the per-class proportions in both parts.
+
+        Raises:
+            ValueError: fraction outside (0, 1), or one part would be empty.
+
+        Example:
+            >>> train, val = data.split(0.1, seed=0)
+        """
+        fraction = check_probability(fraction, "fraction")
+        n_held = round(fraction * len(self))
+        if fraction == 0.0 or n_held == 0 or n_held == len(self):
+            raise ValueError(f"fraction={fraction!r} of {len(self)} images leaves one part empty; "
+                             "use a fraction that puts at least one image in each part")
+        generator = torch.Generator().manual_seed(seed)
+        if stratify:
+            held = self._stratified_held_out(fraction, n_held, generator)
+        else:
+            held = torch.randperm(len(self), generator=generator)[:n_held]
+        is_held = torch.zeros(len(self), dtype=torch.bool)
+        is_held[held] = True
+        rest_index = torch.nonzero(~is_held).flatten()  # (N_rest, 1) -> (N_rest,)
+        held_index = torch.nonzero(is_held).flatten()  # (N_held, 1) -> (N_held,)
+        return self.subset(rest_index), self.subset(held_index)
+
+    def _stratified_held_out(self, fraction: float, n_held: int,
+                             generator: torch.Generator) -> torch.Tensor:
+        counts = torch.bincount(self.labels, minlength=self.num_classes).double()
+        quota = counts * fraction
+        take = quota.floor().long()
+        remainder = (quota - take).tolist()
+        by_remainder = sorted(range(self.num_classes), key=lambda k: (-remainder[k], k))
+        for k in by_remainder[: n_held - int(take.sum())]:
+            take[k] += 1
+        held = []
+        for k in range(self.num_classes):
+            members = torch.nonzero(self.labels == k).flatten()  # (N_k, 1) -> (N_k,)
+            order = torch.randperm(len(members), generator=generator)
+            held.append(members[order[: int(take[k])]])
+        return torch.cat(held)
+
+
+@dataclass
+class DataSplits:
+    """The train part of a dataset and, when there are any, its val and test parts.
+
+    Args:
+        train: the training images.
+        val: images for choosing hyper-parameters and early stopping, or None.
+        test: images held out for the final score, or None.
+
+    Raises:
+        DataError: the parts disagree on class names or image shape (C, H, W).
+
+    Example:
+        >>> splits = DataSplits(train, test=test)
+        >>> splits.class_names
+        ['0', '1', ...]
+    """
+
+    train: ImageData
+    val: ImageData | None = None
+    test: ImageData | None = None
+
+    def __post_init__(self) -> None:
+        for name, part in self.parts().items():
+            if part.class_names != self.train.class_names:
+                raise DataError(
+                    f"the {name} split ({part.source or 'no source'}) has classes "
+                    f"{part.class_names!r} but train ({self.train.source or 'no source'}) has "
+                    f"{self.train.class_names!r}; every split needs the same classes in the "
+                    "same order"
+                )
+            if part.input_shape != self.train.input_shape:
+                raise DataError(
+                    f"the {name} split has images {format_shape_hwc(part.input_shape)} (HxWxC) "
+                    f"but train has {format_shape_hwc(self.train.input_shape)}; resize them to "
+                    "one size (e.g. pass size= and channels= to the reader)"
+                )
+
+    def parts(self) -> dict[str, ImageData]:
+        """The splits that are present, by name: ``{"train": ..., "val": ..., "test": ...}``."""
+        named = {"train": self.train, "val": self.val, "test": self.test}
+        return {name: part for name, part in named.items() if part is not None}
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class names shared by every split."""
+        return self.train.class_names
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The image shape (C, H, W) shared by every split."""
+        return self.train.input_shape

@@ -1,0 +1,180 @@
+"""Reader for the IDX files of MNIST and its look-alikes (Fashion-MNIST, KMNIST, EMNIST).
+
+An IDX file is a 4-byte magic number ``00 00 <dtype code> <ndim>``, then ``ndim`` big-endian
+uint32 sizes, then the values in C order, big-endian. Files may be gzipped; the reader looks
+at the first bytes, not at the file name.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnkit.data.dataset import ImageData
+from cnnkit.errors import DataError
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+# IDX type code -> big-endian numpy dtype.
+IDX_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+SPLIT_PREFIXES = {"train": ("train",), "test": ("t10k", "test")}
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    try:
+        if head == GZIP_MAGIC:
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot decompress {path}: {e}; the download is probably incomplete, "
+                        "delete the file and download it again") from e
+
+
+def read_idx(path) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into a numpy array in native byte order.
+
+    Args:
+        path: the ``.idx?-ubyte`` file, optionally gzipped (detected by its magic bytes).
+
+    Shape:
+        the dimensions written in the header, e.g. (60000, 28, 28) for MNIST images and
+        (60000,) for labels. The data part must hold exactly prod(dims) * itemsize bytes.
+
+    Raises:
+        DataError: missing file, bad magic number, unknown type code, or a data size that
+            disagrees with the header (truncated or trailing bytes).
+
+    Example:
+        >>> read_idx("mnist/train-labels-idx1-ubyte.gz")[:3]
+        array([5, 0, 4], dtype=uint8)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"IDX file {str(path)!r} does not exist; check the path")
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"{path} is not an IDX file: its magic number is {raw[:4].hex(' ')!r}, "
+                        "expected '00 00 <type> <ndim>' (e.g. '00 00 08 03' for images)")
+    type_code, ndim = raw[2], raw[3]
+    if type_code not in IDX_DTYPES:
+        raise DataError(f"{path} has IDX type code 0x{type_code:02X}, expected one of "
+                        f"{[f'0x{code:02X}' for code in IDX_DTYPES]} (0x08 = uint8)")
+    if ndim == 0:
+        raise DataError(f"{path} has an IDX header with 0 dimensions; expected at least 1")
+    header_size = 4 + 4 * ndim
+    if len(raw) < header_size:
+        raise DataError(f"{path} is truncated: its header says {ndim} dimensions "
+                        f"({header_size} header bytes) but the file has only {len(raw)} bytes")
+    dims = struct.unpack(f">{ndim}I", raw[4:header_size])
+    dtype = IDX_DTYPES[type_code]
+    expected = math.prod(dims) * dtype.itemsize
+    found = len(raw) - header_size
+    if found != expected:
+        problem = "is truncated" if found < expected else "has trailing bytes"
+        raise DataError(
+            f"{path} {problem}: its header says shape {dims} of {dtype.name} = {expected} data "
+            f"bytes, but {found} were found; download the file again"
+        )
+    values = np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(dims)
+    return values.astype(dtype.newbyteorder("="))
+
+
+def load_idx(images_path, labels_path, class_names=None) -> ImageData:
+    """Load an IDX image file and its IDX label file as an ImageData.
+
+    Args:
+        images_path: IDX file of uint8 images (N, H, W).
+        labels_path: IDX file of integer labels (N,).
+        class_names: one name per class; default ``["0", "1", ..., str(max label)]``.
+
+    Shape:
+        images (N, H, W) -> (N, 1, H, W); labels (N,).
+
+    Raises:
+        DataError: unreadable files, images that are not 3-D uint8, labels that are not 1-D
+            integers, image and label counts that differ, or labels outside the classes.
+
+    Example:
+        >>> data = load_idx(*find_idx_pair("data/mnist", "train"))
+        >>> data.input_shape
+        (1, 28, 28)
+    """
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{images_path} must hold uint8 images (N, H, W), got {images.dtype} with "
+                        f"shape {images.shape}; did you swap the images and labels files?")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{labels_path} must hold integer labels (N,), got {labels.dtype} with "
+                        f"shape {labels.shape}; did you swap the images and labels files?")
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has "
+                        f"{len(labels)} labels; the two files must come from the same split")
+    if class_names is None:
+        count = int(labels.max()) + 1 if len(labels) else 1
+        class_names = [str(k) for k in range(count)]
+    images_4d = images[:, None, :, :]  # (N, H, W) -> (N, 1, H, W)
+    return ImageData(
+        torch.from_numpy(np.ascontiguousarray(images_4d)),
+        torch.from_numpy(labels.astype(np.int64)),
+        list(class_names),
+        source=str(images_path),
+    )
+
+
+def _candidates(prefix: str, kind: str, idx_dims: int) -> list[str]:
+    names = [f"{prefix}-{kind}-idx{idx_dims}-ubyte", f"{prefix}-{kind}.idx{idx_dims}-ubyte"]
+    return [name + ext for name in names for ext in ("", ".gz")]
+
+
+def find_idx_pair(folder, split: str = "train") -> tuple[Path, Path]:
+    """Find the (images, labels) IDX files of one split in a folder.
+
+    Looks for ``train-images-idx3-ubyte`` / ``train-labels-idx1-ubyte`` (test:
+    ``t10k-...``, or ``test-...``), the ``train-images.idx3-ubyte`` spelling, and ``.gz``
+    versions of each.
+
+    Args:
+        folder: the folder holding the files.
+        split: ``"train"`` or ``"test"``.
+
+    Raises:
+        ValueError: unknown split.
+        DataError: the folder or one of the files is missing (the message lists the names tried).
+
+    Example:
+        >>> images, labels = find_idx_pair("data/mnist", "test")
+        >>> images.name, labels.name
+        ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')
+    """
+    if split not in SPLIT_PREFIXES:
+        raise ValueError(f"split must be one of {sorted(SPLIT_PREFIXES)}, got {split!r}")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"IDX folder {str(folder)!r} does not exist; check the path")
+    found = []
+    for kind, idx_dims in (("images", 3), ("labels", 1)):
+        tried = [name for prefix in SPLIT_PREFIXES[split]
+                 for name in _candidates(prefix, kind, idx_dims)]
+        match = next((folder / name for name in tried if (folder / name).is_file()), None)
+        if match is None:
+            present = sorted(p.name for p in folder.iterdir() if "ubyte" in p.name)
+            raise DataError(f"no {split} {kind} IDX file in {folder}: looked for {tried}; "
+                            f"IDX-like files there: {present or 'none'}")
+        found.append(match)
+    return found[0], found[1]

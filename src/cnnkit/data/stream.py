@@ -1,0 +1,284 @@
+"""Batches from image files too many to hold in memory, decoded in worker processes.
+
+Each worker decodes its batch's files with Pillow (``decode_image``) into one uint8
+``(B, C, H, W)`` tensor; the main process only moves it to the training device and
+normalises it there, exactly as :class:`~cnnkit.data.loader.InMemoryLoader` does. Epoch order,
+``set_epoch`` and ``state_dict`` follow the same rules, so the trainer can use either.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from cnnkit._checks import check_positive_int
+from cnnkit.data.folder import decode_image, list_image_folder
+from cnnkit.data.loader import Augment, epoch_permutation, shard_indices
+from cnnkit.data.normalization import Normalization
+from cnnkit.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+class ImageFileDataset(Dataset):
+    """``(path, label)`` files decoded one by one to uint8 ``(C, H, W)`` tensors.
+
+    Args:
+        files: ``(path, label)`` pairs, e.g. from ``list_image_folder``.
+        channels: 1 or 3.
+        size: ``(H, W)`` every image is resized to (with ``resize``).
+        resize: ``"crop"``, ``"stretch"`` or ``"pad"`` (see ``load_image_folder``).
+        strict: raise on an unreadable file instead of skipping it.
+
+    Shape:
+        ``dataset[i]`` is ``(image (C, H, W) uint8 or None if skipped, label, path)``.
+    """
+
+    def __init__(self, files: Sequence[tuple[Path, int]], *, channels: int,
+                 size: tuple[int, int], resize: str = "crop", strict: bool = False) -> None:
+        self.files = list(files)
+        self.channels = channels
+        self.size = size
+        self.resize = resize
+        self.strict = strict
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, int, str]:
+        path, label = self.files[index]
+        try:
+            array = decode_image(path, channels=self.channels, size=self.size, resize=self.resize)
+        except DataError:
+            if self.strict:
+                raise
+            return None, label, str(path)
+        return torch.from_numpy(np.require(array, requirements="W")), label, str(path)
+
+
+def collate_images(items: list[tuple[torch.Tensor | None, int, str]]):
+    """Stack decoded images into one uint8 batch; report the files that were skipped.
+
+    Shape:
+        B x ``(C, H, W)`` -> ``(B', C, H, W)`` uint8 and ``(B',)`` int64, ``B'`` = B - skipped.
+    """
+    kept = [(image, label) for image, label, _ in items if image is not None]
+    skipped = [path for image, _, path in items if image is None]
+    if not kept:
+        return None, None, skipped
+    images = torch.stack([image for image, _ in kept])  # B' x (C, H, W) -> (B', C, H, W)
+    labels = torch.tensor([label for _, label in kept], dtype=torch.int64)
+    return images, labels, skipped
+
+
+class _EpochBatchSampler(Sampler):
+    """Batches of indices of one epoch's permutation, from ``start_batch`` on.
+
+    It runs in the main process and holds its own copy of the epoch state (set by the loader
+    before each pass) rather than a reference to the loader: a reference cycle through the
+    DataLoader would delay the shutdown of persistent workers until a garbage collection.
+    """
+
+    def __init__(self, *, n: int, batch_size: int, num_batches: int, shuffle: bool,
+                 rank: int, world_size: int) -> None:
+        self.n, self.batch_size, self.num_batches = n, batch_size, num_batches
+        self.shuffle, self.rank, self.world_size = shuffle, rank, world_size
+        self.seed = self.epoch = self.start_batch = 0
+
+    def __len__(self) -> int:
+        return self.num_batches - self.start_batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = epoch_permutation(self.n, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle)
+        order = shard_indices(order, rank=self.rank, world_size=self.world_size).tolist()
+        b = self.batch_size
+        for start in range(self.start_batch * b, self.num_batches * b, b):
+            yield order[start:start + b]
+
+
+def _worker_init(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # decoding is Pillow's work; one torch thread per worker is enough
+
+
+class StreamingLoader:
+    """Iterate ``(x, y)`` batches of an image folder, decoding in ``num_workers`` processes.
+
+    Same interface and epoch rules as :class:`~cnnkit.data.loader.InMemoryLoader`
+    (``set_epoch``, ``state_dict``, ``len``); unreadable files are skipped (each batch may then
+    be smaller, ``skipped`` lists them) unless ``strict``.
+
+    Args:
+        files: ``(path, label)`` pairs; see :meth:`from_folder` for ``root/<class>/`` folders.
+        class_names: one name per label.
+        batch_size, shuffle, drop_last, seed, device, normalization, augment, channels_last,
+            rank, world_size: as in ``InMemoryLoader``.
+        size: ``(H, W)`` or an int; default the first image's size (others are resized to it).
+        channels: 1 or 3; default the first image's (1 for grayscale, else 3).
+        resize: ``"crop"``, ``"stretch"`` or ``"pad"``.
+        strict: raise on the first unreadable image.
+        num_workers: decoding processes (0 decodes in the main process).
+        prefetch_factor: batches each worker prepares ahead.
+
+    Shape:
+        Yields ``x`` float32 ``(B, C, H, W)`` and ``y`` int64 ``(B,)`` on ``device``.
+
+    Raises:
+        ValueError: bad ``batch_size``/``num_workers`` or a normalisation with other channels.
+        DataError: no files, or an unreadable first image.
+
+    Example:
+        >>> loader = StreamingLoader.from_folder("data/pets/train", batch_size=64, size=128,
+        ...                                      num_workers=4)
+        >>> norm = Normalization.fit_batches(loader.raw_batches())
+    """
+
+    def __init__(
+        self,
+        files: Sequence[tuple[Path, int]],
+        class_names: Sequence[str],
+        *,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        normalization: Normalization | None = None,
+        augment: Augment | None = None,
+        channels_last: bool = False,
+        size=None,
+        channels: int | None = None,
+        resize: str = "crop",
+        strict: bool = False,
+        num_workers: int = 2,
+        prefetch_factor: int = 2,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.world_size = check_positive_int(world_size, "world_size")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0 (0: decode in this process), got "
+                             f"{num_workers!r}; os.cpu_count() is {os.cpu_count()}")
+        if not files:
+            raise DataError("StreamingLoader got no image files; check the folder")
+        first = decode_image(files[0][0], channels=channels, size=size, resize=resize)
+        c, h, w = first.shape
+        self.dataset = ImageFileDataset(files, channels=c, size=(h, w), resize=resize,
+                                        strict=strict)
+        self.class_names = list(class_names)
+        self.input_shape = (c, h, w)
+        self.normalization = normalization or Normalization.identity(c)
+        if self.normalization.channels != c:
+            raise ValueError(
+                f"normalization has {self.normalization.channels} channel(s) but the images are "
+                f"decoded with {c}; pass channels={self.normalization.channels} or refit it"
+            )
+        self.device = torch.device(device)
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.seed, self.rank = seed, rank
+        self.augment = augment
+        self.channels_last = bool(channels_last)
+        self.epoch = 0
+        self.skipped: list[str] = []
+        self._position = 0
+        self._start_batch = 0
+        self._sampler = _EpochBatchSampler(n=len(files), batch_size=batch_size,
+                                           num_batches=len(self), shuffle=self.shuffle,
+                                           rank=rank, world_size=self.world_size)
+        self._num_workers, self._prefetch_factor = num_workers, prefetch_factor
+        self._loader = self._make_loader(self._sampler, num_workers, prefetch_factor)
+
+    @classmethod
+    def from_folder(cls, root: str | os.PathLike, **kwargs) -> StreamingLoader:
+        """A loader over ``root/<class name>/<image>`` (see ``list_image_folder``)."""
+        files, class_names = list_image_folder(root)
+        return cls(files, class_names, **kwargs)
+
+    @property
+    def num_samples(self) -> int:
+        """Files per epoch seen by this rank (after sharding, before ``drop_last``)."""
+        return -(-len(self.dataset) // self.world_size)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return -(-self.num_samples // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass use epoch ``epoch``'s permutation, from its first batch."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        self.epoch, self._position, self._start_batch = epoch, 0, 0
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"seed", "epoch", "batch"}``, as ``InMemoryLoader.state_dict``."""
+        return {"seed": self.seed, "epoch": self.epoch, "batch": self._position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore :meth:`state_dict`; the next pass continues from the saved batch."""
+        missing = {"seed", "epoch", "batch"} - set(state)
+        if missing:
+            raise ValueError(f"loader state is missing {sorted(missing)!r}, got {state!r}")
+        if not 0 <= state["batch"] <= len(self):
+            raise ValueError(f"loader state batch={state['batch']!r} is outside this loader's "
+                             f"0..{len(self)} batches: was it saved with another batch_size?")
+        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
+        self._position = self._start_batch = int(state["batch"])
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.skipped = []
+        b = self._sampler.start_batch = self._start_batch
+        self._sampler.seed, self._sampler.epoch = self.seed, self.epoch
+        try:
+            for images, labels, skipped in self._loader:
+                b += 1
+                self._position = b
+                self.skipped.extend(skipped)
+                if images is None:
+                    continue
+                yield self._make_batch(images, labels)
+        finally:
+            self._start_batch = 0
+        if self.skipped:
+            logger.warning("skipped %d unreadable image(s) in epoch %d (first: %s); pass "
+                           "strict=True to stop at the first one", len(self.skipped), self.epoch,
+                           self.skipped[0])
+        self.epoch += 1
+        self._position = 0
+
+    def raw_batches(self) -> Iterator[torch.Tensor]:
+        """Every image once, in file order, as uint8 ``(B, C, H, W)`` CPU batches (for fitting
+        a :class:`Normalization` with ``Normalization.fit_batches``)."""
+        sequential = self._make_loader(
+            [list(range(i, min(i + self.batch_size, len(self.dataset))))
+             for i in range(0, len(self.dataset), self.batch_size)],
+            self._num_workers, self._prefetch_factor, persistent=False)
+        for images, _, _ in sequential:
+            if images is not None:
+                yield images
+
+    def _make_loader(self, batch_sampler, num_workers: int, prefetch_factor: int, *,
+                     persistent: bool = True) -> DataLoader:
+        workers = {"prefetch_factor": prefetch_factor, "persistent_workers": persistent,
+                   "worker_init_fn": _worker_init} if num_workers > 0 else {}
+        return DataLoader(self.dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                          collate_fn=collate_images, pin_memory=self.device.type == "cuda",
+                          **workers)
+
+    def _make_batch(self, images: torch.Tensor,
+                    labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        images = images.to(self.device, non_blocking=True)
+        x = self.normalization.apply(images)
+        y = labels.to(self.device, non_blocking=True)
+        if self.augment is not None:
+            x, y = self.augment(x, y)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y

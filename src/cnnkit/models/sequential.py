@@ -1,0 +1,234 @@
+"""``Sequential``: a stack of layers that learns every layer's input size from one input shape."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+
+from cnnkit._checks import format_shape_hwc
+from cnnkit.layers.arithmetic import check_rounding
+from cnnkit.layers.base import Layer, WindowLayer, parse_user_shape
+from cnnkit.layers.keras import Input
+from cnnkit.models.spec import SpecError, parse_spec
+
+logger = logging.getLogger(__name__)
+
+
+class Sequential(nn.Sequential):
+    """Layers applied one after the other, built as soon as the input shape is known.
+
+    Give the input shape once (here, or as the first layer's Keras-style ``input_shape=``) and
+    every layer's ``in_channels``/``in_features`` is inferred, so ``model.parameters()`` is
+    complete before an optimizer is created. Without any input shape the layers build at the
+    first forward call instead. State-dict keys are ``0.weight``, ``0.bias``, ... as in
+    ``nn.Sequential``.
+
+    Args:
+        layers: a list of modules (cnnkit layers or any ``nn.Module``), or a mapping name->module.
+        input_shape: the input without the batch, in the tutorials' H×W×C (``"28x28x1"``,
+            ``(28, 28, 1)``) or a feature count for flat inputs (``784``).
+        rounding: "strict" or "floor"; overrides the default of layers that were not given one.
+        name: the model's name.
+
+    Shape:
+        Input (N, C, H, W) (or (N, F) for a flat input shape) -> (N, *output_shape).
+
+    Raises:
+        ValueError: a layer's output size arithmetic fails, or the shapes do not chain.
+
+    Example:
+        >>> from cnnkit.layers import Conv, Dense, Flatten, MaxPool
+        >>> model = Sequential([Conv(32, 3, activation="relu"), MaxPool(2), Flatten(), Dense(10)],
+        ...                    input_shape="28x28x1")
+        >>> model.shapes()[2]
+        ('flatten1', (5408,))
+    """
+
+    def __init__(self, layers: Iterable[nn.Module] | Mapping[str, nn.Module] | None = None,
+                 input_shape=None, *, rounding: str | None = None, name: str | None = None):
+        super().__init__()
+        if isinstance(layers, nn.Module):
+            raise TypeError("layers must be a list of modules, e.g. Sequential([Conv(32, 3), "
+                            f"ReLU()]), got the single module {layers!r}")
+        self.name = name
+        self.rounding = None if rounding is None else check_rounding(rounding)
+        self._input_shape: tuple[int, ...] | None = None
+        self._shapes: list[tuple[int, ...]] = []
+        if input_shape is not None:
+            self._input_shape = parse_user_shape(input_shape)
+        if isinstance(layers, Mapping):
+            layers = layers.values()
+        for layer in layers or ():
+            self.add(layer)
+
+    # ------------------------------------------------------------------ building
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The input without batch: (C, H, W) or (F,); None until known."""
+        return self._input_shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...] | None:
+        """The output without batch, e.g. (10,); None until the input shape is known."""
+        if self._input_shape is None:
+            return None
+        return self._shapes[-1] if self._shapes else self._input_shape
+
+    def shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(layer name, output shape without batch) for every layer, in order."""
+        names = [getattr(m, "name", None) or key for key, m in self._modules.items()]
+        return list(zip(names, self._shapes))
+
+    def add(self, layer: nn.Module) -> None:
+        """Append ``layer`` and build it if the input shape is known (returns None, as Keras).
+
+        A Keras ``Input(shape)`` is consumed (it sets the input shape and adds no module).
+
+        Raises:
+            TypeError: ``layer`` is not an ``nn.Module``.
+            ValueError: the layer does not fit the current output shape.
+        """
+        if isinstance(layer, Input):
+            if len(self):
+                raise ValueError("Input(...) must come before every other layer")
+            self._input_shape = layer.input_shape
+            return
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"layer must be a torch.nn.Module such as Conv(32, 3), got {layer!r}")
+        if not len(self) and self._input_shape is None:
+            self._input_shape = getattr(layer, "input_shape", None)
+        if isinstance(layer, Layer) and layer.name is None:
+            counts = Counter(getattr(m, "token", None) for m in self)
+            layer.name = f"{layer.token}{counts[layer.token] + 1}"
+        if self.rounding is not None and isinstance(layer, WindowLayer) and layer.rounding is None:
+            layer.rounding = self.rounding
+        if self._input_shape is not None:
+            self._shapes.append(self._build_layer(layer, self.output_shape))
+        self.append(layer)
+
+    @staticmethod
+    def _build_layer(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Build ``layer`` for ``shape``; return its output shape (probing plain torch modules)."""
+        if isinstance(layer, Layer):
+            layer.build(shape)
+            return tuple(layer.compute_output_shape(shape))
+        was_training = layer.training
+        layer.eval()
+        with torch.no_grad():
+            out = layer(torch.zeros(1, *shape))
+        layer.train(was_training)
+        return tuple(out.shape[1:])
+
+    def _set_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Learn the input shape (C, H, W)/(F,) and build every layer in order."""
+        self._input_shape = tuple(shape)
+        self._shapes = []
+        for layer in self:
+            self._shapes.append(self._build_layer(layer, self.output_shape))
+
+    # ------------------------------------------------------------------ running
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the layers; ``x`` is (N, C, H, W) (or (N, F)) matching ``input_shape``."""
+        if self._input_shape is None:
+            self._set_input_shape(tuple(x.shape[1:]))
+            self.to(device=x.device, dtype=x.dtype if x.is_floating_point() else None)
+            logger.info("Sequential built lazily for input %s; create the optimizer after this",
+                        self._input_shape)
+        self._check_batch(x)
+        return super().forward(x)
+
+    def _check_batch(self, x: torch.Tensor) -> None:
+        expected = self._input_shape
+        got = tuple(x.shape[1:])
+        if got == expected:
+            if not x.is_floating_point():
+                raise TypeError(f"the model needs a float tensor, got dtype {x.dtype}; convert "
+                                "uint8 images with x.float() / 255 or cnnkit's Normalization")
+            return
+        hint = ""
+        if len(expected) == 3 and got == (expected[1], expected[2], expected[0]):
+            hint = (" It looks like (N, H, W, C) channels-last data: use x.permute(0, 3, 1, 2) "
+                    "to get (N, C, H, W).")
+        elif len(expected) == 3 and got == expected[1:]:
+            hint = " Add the channel axis with x.unsqueeze(1)."
+        where = f" ({format_shape_hwc(expected)} as H×W×C)" if len(expected) == 3 else ""
+        raise ValueError(f"input of shape {tuple(x.shape)!r} does not match the model's input "
+                         f"shape (N, *{expected!r}){where}.{hint}")
+
+    # ------------------------------------------------------------------ architecture strings
+    def to_spec(self) -> str:
+        """The architecture string that rebuilds this model (``from_spec`` reads it back).
+
+        Raises:
+            ValueError: a layer is a plain torch module with no spec token.
+        """
+        tokens = []
+        for key, layer in self._modules.items():
+            if not isinstance(layer, Layer):
+                raise ValueError(f"layer {key} ({type(layer).__name__}) has no spec token; only "
+                                 "cnnkit layers can be written as an architecture string")
+            tokens.append(layer.to_spec())
+        return " ".join(tokens)
+
+    @classmethod
+    def from_spec(cls, spec: str, input_shape=None, *, num_classes: int = 10,
+                  rounding: str | None = None, name: str | None = None) -> Sequential:
+        """Build a model from an architecture string (see ``cnnkit.models.spec``).
+
+        Args:
+            spec: e.g. ``"conv(6,5) relu maxpool(2) conv(16,5) relu maxpool(2) fc(120) relu
+                fc(84) relu fc(10)"`` or ``"Input -> Conv -> ReLU -> Pool -> Fully Connected"``.
+            input_shape: H×W×C (``"32x32x3"``) or a feature count; None builds lazily.
+            num_classes: units of a final arrow-form ``Fully Connected`` stage without arguments.
+            rounding, name: as in the constructor.
+
+        Raises:
+            SpecError: a token is unknown, malformed, or its layer does not fit the shapes;
+                the message points at the token.
+
+        Example:
+            >>> Sequential.from_spec("conv(6,5) relu maxpool(2) fc(10)", "28x28x1").output_shape
+            (10,)
+        """
+        model = cls(rounding=rounding, name=name)
+        if input_shape is not None:
+            model._input_shape = parse_user_shape(input_shape)
+        image_input = None if model._input_shape is None else len(model._input_shape) == 3
+        for item in parse_spec(spec, num_classes=num_classes, image_input=image_input):
+            try:
+                model.add(item.layer)
+            except ValueError as error:
+                raise SpecError(f"layer '{item.text}' at position {item.position} does not fit: "
+                                f"{error}", spec, item.position, len(item.text)) from error
+        return model
+
+    @property
+    def architecture(self) -> dict:
+        """JSON-able description that ``from_architecture`` turns back into the same model."""
+        return {"type": "spec", "spec": self.to_spec(),
+                "input_shape": None if self._input_shape is None else list(self._input_shape)}
+
+    @classmethod
+    def from_architecture(cls, architecture: Mapping) -> Sequential:
+        """Rebuild a model from its ``architecture`` dict (input shape stored as [C, H, W]).
+
+        Raises:
+            ValueError: the dict is not a ``{"type": "spec", ...}`` architecture.
+        """
+        if architecture.get("type") != "spec" or "spec" not in architecture:
+            raise ValueError(f"architecture must be {{'type': 'spec', 'spec': ..., 'input_shape': "
+                             f"[C, H, W]}}, got {dict(architecture)!r}")
+        shape = architecture.get("input_shape")
+        if shape is not None and len(shape) == 3:
+            channels, height, width = shape
+            shape = (height, width, channels)  # (C, H, W) -> H×W×C, the notation from_spec reads
+        return cls.from_spec(architecture["spec"], shape)
+
+    def summary(self, input_shape=None):
+        """Layer table with shapes, parameters and receptive fields (``cnnkit.inspect``)."""
+        from cnnkit.inspect.summary import summary
+
+        return summary(self, input_shape=input_shape)

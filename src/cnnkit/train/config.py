@@ -1,0 +1,235 @@
+"""TrainConfig: every knob of a training run in one frozen dataclass, with JSON/YAML round trips.
+
+The defaults are the README's first job: the built-in 8×8 ``digits`` set, a small CNN written in
+the spec notation, Adam, a few epochs — above 90% test accuracy in seconds on a laptop CPU.
+Unknown keys are errors that list the valid keys and suggest the closest one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnkit._checks import check_positive_int, check_probability
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+LOSSES = ("cross_entropy", "squared_error", "bce")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+# A small CNN for 8x8 inputs: two 3x3 "same" convs keep 8x8, one 2x2 pool -> 4x4x32 -> fc.
+DEFAULT_MODEL = (
+    "conv(16,3,padding=same) relu conv(32,3,padding=same) relu maxpool(2) fc(64) relu fc(10)"
+)
+
+
+def _check_choice(value, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        hint = difflib.get_close_matches(str(value), choices, n=1)
+        fix = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}{fix}")
+    return value
+
+
+def _check_nonnegative(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number >= 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The resolved settings of one training run (saved as ``RUN/config.json``).
+
+    Args:
+        data: dataset spec for ``cnnkit.data.open.open_data`` (``"digits"``, ``"mnist"``, a folder).
+        data_dir: where named datasets are looked up / downloaded (None: the data package default).
+        model: registry name (``"lenet5"``) or architecture spec string (``"conv(16,3)-relu-..."``).
+        input_size: resize images to ``input_size`` × ``input_size`` (None: keep their size).
+        epochs: full passes over the training set.
+        batch_size: images per optimizer step.
+        lr: peak learning rate (the schedule multiplies it by a factor in [0, 1]).
+        optimizer: one of ``sgd, adam, adamw, rmsprop, adadelta``.
+        momentum: SGD/RMSprop momentum.
+        nesterov: Nesterov momentum for SGD (needs ``momentum > 0``).
+        weight_decay: L2 penalty (decoupled for AdamW).
+        schedule: ``constant``, ``step`` (×0.1 at 50% and 75% of the epochs), ``cosine`` or
+            ``onecycle``.
+        warmup_epochs: linear warm-up from 0 over this many epochs (may be fractional).
+        loss: ``cross_entropy``, ``squared_error`` (½Σ(t − softmax)²) or ``bce``.
+        label_smoothing: cross-entropy label smoothing ε in [0, 1).
+        augment: augmentation spec for ``cnnkit.augment.parse_augment`` (``""``: none).
+        val_split: fraction of the training set held out for validation.
+        seed: one seed for weights, shuffling and augmentation: same seed → same run on CPU.
+        deterministic: ask PyTorch for deterministic kernels
+            (``torch.use_deterministic_algorithms``);
+            CPU runs are repeatable without it, GPU runs need it (slower).
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast (fp16 only on CUDA, with a grad scaler).
+        channels_last: store activations NHWC (faster convolutions on recent GPUs).
+        compile: wrap the model with ``torch.compile``.
+        grad_clip: clip the global gradient norm to this value (None: no clipping).
+        ema: decay of an exponential moving average of the weights, e.g. 0.999 (None: off).
+        tta: evaluate with test-time augmentation (average of the image and its horizontal flip).
+        early_stopping: stop after this many epochs without a better validation loss (None: off).
+        checkpoint_every: write ``checkpoint/last.*`` every this many epochs (the last epoch
+            always writes one).
+        out: the run folder (None: ``runs/<data>-<model>`` chosen by the CLI).
+
+    Example:
+        >>> cfg = TrainConfig(epochs=3, lr=1e-3)
+        >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+        True
+    """
+
+    data: str = "digits"
+    data_dir: str | None = None
+    model: str = DEFAULT_MODEL
+    input_size: int | None = None
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 3e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    loss: str = "cross_entropy"
+    label_smoothing: float = 0.0
+    augment: str = ""
+    val_split: float = 0.1
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    grad_clip: float | None = None
+    ema: float | None = None
+    tta: bool = False
+    early_stopping: int | None = None
+    checkpoint_every: int = 1
+    out: str | None = None
+
+    def __post_init__(self):
+        for name in ("data", "model", "augment"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if not self.data.strip():
+            raise ValueError("data must name a dataset (e.g. 'digits' or 'mnist'), got ''")
+        if not self.model.strip():
+            raise ValueError("model must be a registry name or a spec string, got ''")
+        check_positive_int(self.epochs, "epochs")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.checkpoint_every, "checkpoint_every")
+        if self.input_size is not None:
+            check_positive_int(self.input_size, "input_size")
+        if self.early_stopping is not None:
+            check_positive_int(self.early_stopping, "early_stopping")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        if _check_nonnegative(self.lr, "lr") == 0.0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}; try 1e-3 for Adam or 0.1 for SGD")
+        _check_nonnegative(self.momentum, "momentum")
+        _check_nonnegative(self.weight_decay, "weight_decay")
+        _check_nonnegative(self.warmup_epochs, "warmup_epochs")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs must be <= epochs ({self.epochs}), "
+                             f"got {self.warmup_epochs!r}")
+        check_probability(self.label_smoothing, "label_smoothing")
+        check_probability(self.val_split, "val_split")
+        if self.grad_clip is not None and _check_nonnegative(self.grad_clip, "grad_clip") == 0.0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if self.ema is not None:
+            check_probability(self.ema, "ema")
+        _check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        _check_choice(self.schedule, SCHEDULES, "schedule")
+        _check_choice(self.loss, LOSSES, "loss")
+        _check_choice(self.device, DEVICES, "device")
+        _check_choice(self.precision, PRECISIONS, "precision")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0, got momentum=0; "
+                             "set momentum (e.g. 0.9) or turn nesterov off")
+
+    # ------------------------------------------------------------------ round trips
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config as a plain JSON-able dict (every field, defaults included)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build a config from a dict; unknown keys raise ValueError with the closest valid key.
+
+        Raises:
+            TypeError: ``values`` is not a dict.
+            ValueError: an unknown key, or a value out of range.
+        """
+        if not isinstance(values, dict):
+            raise TypeError(f"a training config must be a mapping of settings, got {values!r}")
+        valid = cls.field_names()
+        unknown = [k for k in values if k not in valid]
+        if unknown:
+            key = unknown[0]
+            hint = difflib.get_close_matches(str(key), valid, n=1)
+            fix = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ValueError(f"unknown training setting {key!r}{fix} "
+                             f"(valid settings: {', '.join(valid)})")
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        """Read a config from a ``.json``, ``.yaml`` or ``.yml`` file (yaml is parsed safely).
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+            ValueError: another extension, a parse error, or an invalid setting.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        text = path.read_text(encoding="utf-8")
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            try:
+                values = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"config file {str(path)!r} is not valid JSON: {exc}") from None
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            try:
+                values = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ValueError(f"config file {str(path)!r} is not valid YAML: {exc}") from None
+            values = {} if values is None else values
+        else:
+            raise ValueError(f"config file {str(path)!r} must end in .json, .yaml or .yml")
+        return cls.from_dict(values)
+
+    def to_file(self, path: str | Path) -> None:
+        """Write the config as JSON (``.json``) or YAML (``.yaml``/``.yml``), atomically."""
+        from cnnkit.train.atomic import atomic_write_text
+
+        path = Path(path)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        else:
+            text = json.dumps(self.to_dict(), indent=2) + "\n"
+        atomic_write_text(path, text)
+
+    def replace(self, **changes) -> TrainConfig:
+        """Return a copy with some settings changed (validated like the original)."""
+        return self.from_dict({**self.to_dict(), **changes})

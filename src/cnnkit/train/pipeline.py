@@ -1,0 +1,207 @@
+"""``train(config)``: data → model → Trainer → run folder, the whole of ``cnnkit train``.
+
+Steps: seed everything; open the data (``cnnkit.data.open.open_data``) and fit the
+normalisation on the training images; build the model (a registry name or a spec string);
+write config.json, model.json and summary.txt; train with checkpoints every epoch; evaluate on
+the test split; write weights.safetensors, results.json and curves.png.
+``train(resume="RUN")`` reads RUN/config.json and continues from RUN/checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnkit._checks import format_shape_hwc
+from cnnkit.errors import CheckpointError
+from cnnkit.train import run_folder as rf
+from cnnkit.train.callbacks import Callback, EarlyStopping, JSONLinesLogger
+from cnnkit.train.checkpoint import load_checkpoint
+from cnnkit.train.config import TrainConfig
+from cnnkit.train.device import resolve_device
+from cnnkit.train.trainer import History, Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What ``train`` returns: the folder, the trained model and its metrics."""
+
+    out: Path
+    model: nn.Module
+    history: History
+    results: dict[str, Any]
+    class_names: list[str]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), Python's ``random`` and NumPy with one number."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def build_model(name_or_spec: str, *, num_classes: int, input_shape: tuple[int, int, int]):
+    """A registry model (``"lenet5"``) or a Sequential from a spec string, sized for the data.
+
+    Raises:
+        ValueError: neither a registry name nor a valid spec (the spec parser's message).
+    """
+    from cnnkit.models import registry
+
+    c, h, w = input_shape
+    if name_or_spec in registry.names():
+        return registry.create(name_or_spec, num_classes=num_classes, in_channels=c,
+                               input_size=(h, w))
+    from cnnkit.models.sequential import Sequential
+
+    return Sequential.from_spec(name_or_spec, format_shape_hwc(input_shape),
+                                num_classes=num_classes)
+
+
+class EpochAugment:
+    """An augmentation rebuilt each epoch with seed ``f(seed, epoch)``, so resuming is exact.
+
+    Shape:
+        ``(x, y) -> (x, y)`` as ``cnnkit.augment`` (y may become (N, K) soft labels).
+    """
+
+    def __init__(self, spec: str, *, num_classes: int, seed: int):
+        from cnnkit.augment import parse_augment
+
+        self._parse = parse_augment
+        self.spec, self.num_classes, self.seed = spec, num_classes, seed
+        self.pipeline = parse_augment(spec, num_classes=num_classes, seed=seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.pipeline = self._parse(self.spec, num_classes=self.num_classes,
+                                    seed=self.seed * 100_003 + epoch)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        return self.pipeline(x, y)
+
+
+class _SetAugmentEpoch(Callback):
+    def __init__(self, augment: EpochAugment):
+        self.augment = augment
+
+    def on_epoch_begin(self, trainer, epoch):
+        self.augment.set_epoch(epoch - 1)
+
+
+def _prepare_out(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
+    out = Path(config.out) if config.out else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    has_run = (out / rf.CONFIG_FILE).exists() or (out / rf.CHECKPOINT_DIR).exists()
+    if has_run and not resume and not overwrite:
+        raise ValueError(f"run folder {str(out)!r} already holds a run; continue it with "
+                         f"--resume {out}, choose another --out, or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def train(config: TrainConfig | None = None, *, resume: str | Path | None = None,
+          callbacks: Iterable[Callback] = (), progress: bool | None = None,
+          overwrite: bool = False) -> RunResult:
+    """Run a whole training job from a config and write its run folder.
+
+    Args:
+        config: the settings (default: ``TrainConfig()``, digits with a small CNN).
+        resume: a run folder to continue (its config.json replaces ``config``).
+        callbacks: extra callbacks (after the run folder's own logger).
+        progress: show a progress bar (None: on a terminal only).
+        overwrite: allow writing into a folder that already holds a run.
+
+    Returns:
+        A :class:`RunResult` with the run folder, the trained model and the final metrics.
+
+    Raises:
+        ValueError / DataError: bad settings or data.
+        CheckpointError: ``resume`` is not a resumable run folder.
+        TrainingError: NaN/inf loss (the last good checkpoint is kept).
+
+    Example:
+        >>> result = train(TrainConfig(epochs=2, out="runs/demo"))  # doctest: +SKIP
+        >>> result.results["test_accuracy"]  # doctest: +SKIP
+    """
+    if resume is not None:
+        run = Path(resume)
+        if not (run / rf.CONFIG_FILE).is_file():
+            raise CheckpointError(f"cannot resume {str(run)!r}: it has no {rf.CONFIG_FILE} "
+                                  "(give the --out folder of an earlier cnnkit train)")
+        config = TrainConfig.from_dict({**rf.read_json(run / rf.CONFIG_FILE), "out": str(run)})
+        checkpoint = load_checkpoint(run / rf.CHECKPOINT_DIR)
+    config = config or TrainConfig()
+    out = _prepare_out(config, resume is not None, overwrite)
+    seed_everything(config.seed)
+
+    from cnnkit.data.loader import InMemoryLoader
+    from cnnkit.data.normalization import Normalization
+    from cnnkit.data.open import open_data
+
+    splits = open_data(config.data, data_dir=config.data_dir, val_split=config.val_split,
+                       seed=config.seed, size=config.input_size)
+    class_names = list(splits.train.class_names)
+    input_shape = tuple(splits.train.images.shape[1:])  # (N, C, H, W) -> (C, H, W)
+    normalization = Normalization.fit(splits.train.images)
+    model = build_model(config.model, num_classes=len(class_names), input_shape=input_shape)
+    log.info("data %s: %d train images %s, %d classes; model %s", config.data,
+             len(splits.train), format_shape_hwc(input_shape), len(class_names), config.model)
+
+    if resume is None:
+        config = config.replace(out=str(out))
+        rf.write_json(out / rf.CONFIG_FILE, config.to_dict())
+        rf.write_json(out / rf.MODEL_FILE, rf.model_metadata(model, class_names, normalization,
+                                                             input_shape))
+        rf.write_summary(out, model, input_shape)
+    else:
+        rf.truncate_metrics(out, checkpoint.epoch)
+
+    trainer_device = resolve_device(config.device)
+    own_callbacks: list[Callback] = [JSONLinesLogger(out / rf.METRICS_FILE,
+                                                     append=resume is not None)]
+    augment = None
+    if config.augment.strip():
+        augment = EpochAugment(config.augment, num_classes=len(class_names), seed=config.seed)
+        own_callbacks.append(_SetAugmentEpoch(augment))
+    if config.early_stopping:
+        monitor = "val_loss" if splits.val is not None else "loss"
+        own_callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping))
+
+    def loader(data, *, shuffle: bool, aug=None):
+        return InMemoryLoader(data, batch_size=config.batch_size, shuffle=shuffle,
+                              seed=config.seed, device=trainer_device,
+                              normalization=normalization, augment=aug,
+                              channels_last=config.channels_last)
+
+    train_loader = loader(splits.train, shuffle=True, aug=augment)
+    val_loader = loader(splits.val, shuffle=False) if splits.val is not None else None
+    trainer = Trainer(model, config, callbacks=[*own_callbacks, *callbacks],
+                      checkpoint_dir=out / rf.CHECKPOINT_DIR, progress=progress,
+                      checkpoint_extra={"data": config.data, "seed": config.seed})
+    history = trainer.fit(train_loader, val_loader,
+                          resume_from=out / rf.CHECKPOINT_DIR if resume is not None else None)
+
+    final = trainer.eval_model
+    rf.save_weights(final, out / rf.WEIGHTS_FILE)
+    results: dict[str, Any] = {"epochs": trainer.epoch, "global_step": trainer.global_step}
+    if history.epoch:
+        results.update({k: v[-1] for k, v in history.history.items()})
+    if splits.test is not None:
+        test = trainer.evaluate(loader(splits.test, shuffle=False), confusion=True)
+        results.update({f"test_{k}": v for k, v in test.items() if k != "confusion_matrix"})
+        results["test_confusion_matrix"] = test["confusion_matrix"].tolist()
+    rf.write_json(out / rf.RESULTS_FILE, results)
+    try:
+        rf.write_curves(out)
+    except ImportError as exc:  # the viz package is optional until integration
+        log.warning("curves.png not written: %s", exc)
+    return RunResult(out, final, history, results, class_names)

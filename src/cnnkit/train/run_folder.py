@@ -1,0 +1,248 @@
+"""The run folder: everything needed to reuse or resume a training run, and ``load_run``.
+
+::
+
+    RUN/
+      config.json           resolved TrainConfig
+      model.json            architecture dict, class_names, normalization, input_shape [C, H, W]
+      weights.safetensors   final weights (the EMA weights when ``ema`` is on)
+      checkpoint/           last.* and prev.* (see cnnkit.train.checkpoint)
+      metrics.jsonl         one JSON line per epoch
+      results.json          final metrics (validation and test)
+      summary.txt           the model summary table
+      curves.png            loss/accuracy curves
+
+Every file is written atomically, and loading reads only JSON and safetensors: it never
+executes code from the folder.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from cnnkit._checks import format_shape_hwc
+from cnnkit.errors import CheckpointError
+from cnnkit.train.atomic import atomic_path, atomic_write_text
+from cnnkit.train.outputs import predict_proba
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.json"
+SUMMARY_FILE = "summary.txt"
+CURVES_FILE = "curves.png"
+CHECKPOINT_DIR = "checkpoint"
+
+
+# ---------------------------------------------------------------------------- weights
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """Write ``model.state_dict()`` to a safetensors file, atomically."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "cnnkit-weights"})
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a safetensors file written by :func:`save_weights` into ``model`` (strict).
+
+    Raises:
+        CheckpointError: missing or corrupt file, or weights that do not fit the model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {str(path)!r} does not exist")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"weights file {str(path)!r} is corrupt ({exc})") from None
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights in {str(path)!r} do not fit the model: "
+                              f"{str(exc).splitlines()[0]}") from None
+    return model
+
+
+# ---------------------------------------------------------------------------- metadata
+def write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{str(path)!r} does not exist; is {str(path.parent)!r} a run "
+                              "folder written by cnnkit train?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise CheckpointError(f"{str(path)!r} is not valid JSON ({exc})") from None
+
+
+def model_metadata(model: nn.Module, class_names: Sequence[str], normalization,
+                   input_shape: Sequence[int]) -> dict[str, Any]:
+    """The content of ``model.json``: how to rebuild the model and feed it images."""
+    return {
+        "architecture": getattr(model, "architecture", None),
+        "class_names": [str(c) for c in class_names],
+        "normalization": None if normalization is None else normalization.to_dict(),
+        "input_shape": [int(d) for d in input_shape],
+    }
+
+
+def read_metrics(run: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch records of ``RUN/metrics.jsonl`` (empty list if there are none)."""
+    path = Path(run) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def truncate_metrics(run: str | Path, last_epoch: int) -> None:
+    """Keep only the records of epochs ``<= last_epoch`` (before resuming from that epoch)."""
+    records = [r for r in read_metrics(run) if r.get("epoch", 0) <= last_epoch]
+    atomic_write_text(Path(run) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def write_summary(run: str | Path, model: nn.Module, input_shape: Sequence[int]) -> None:
+    """Write ``summary.txt`` with ``cnnkit.inspect.summary`` (skipped if the model cannot trace)."""
+    from cnnkit.inspect.summary import summary
+
+    try:
+        text = str(summary(model, format_shape_hwc(tuple(input_shape))))
+    except (ValueError, TypeError, RuntimeError) as exc:
+        log.warning("could not write the model summary: %s", exc)
+        return
+    atomic_write_text(Path(run) / SUMMARY_FILE, text + "\n")
+
+
+def write_curves(run: str | Path) -> Path | None:
+    """Draw ``curves.png`` from ``metrics.jsonl`` with ``cnnkit.viz.curves`` (None if no epochs)."""
+    records = read_metrics(run)
+    if not records:
+        return None
+    from cnnkit.viz.curves import plot_training_curves
+
+    path = Path(run) / CURVES_FILE
+    plot_training_curves(records, path=path)
+    return path
+
+
+# ---------------------------------------------------------------------------- loading a run
+@dataclass
+class LoadedModel:
+    """A trained model with what it needs to classify raw images.
+
+    Attributes:
+        model: the ``nn.Module`` in eval mode.
+        class_names: one name per output.
+        normalization: the ``Normalization`` applied to inputs (None: only /255).
+        input_shape: (C, H, W) the model was trained on.
+        config: the run's config dict (empty if not a training run).
+
+    Example:
+        >>> m = load_run("runs/digits")  # doctest: +SKIP
+        >>> m.predict(images_uint8)  # ['3', '7', ...]  # doctest: +SKIP
+    """
+
+    model: nn.Module
+    class_names: list[str]
+    normalization: Any
+    input_shape: tuple[int, int, int]
+    config: dict[str, Any]
+
+    def _prepare(self, images) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
+        if x.ndim == 3:
+            x = x.unsqueeze(0)  # (C, H, W) -> (1, C, H, W)
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.input_shape):
+            c, h, w = self.input_shape
+            raise ValueError(f"images must have shape (N, {c}, {h}, {w}) (or one ({c}, {h}, {w}) "
+                             f"image) like the training data, got {tuple(x.shape)!r}; resize "
+                             "them first (cnnkit.data.folder.decode_image does it for files)")
+        if self.normalization is not None:
+            return self.normalization.apply(x)
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+    def predict_proba(self, images, *, batch_size: int = 256, tta: bool = False) -> torch.Tensor:
+        """Class probabilities for uint8 (0–255) or float (0–1) images.
+
+        Shape:
+            images (N, C, H, W) or (C, H, W) -> (N, K) float32.
+        """
+        x = self._prepare(images)
+        batches = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
+        return predict_proba(self.model, batches, tta=tta)
+
+    def predict(self, images, **kwargs) -> list[str]:
+        """The most probable class name of each image."""
+        return [self.class_names[i] for i in self.predict_proba(images, **kwargs).argmax(1)]
+
+    def predict_top(self, images, k: int = 3, **kwargs) -> list[list[tuple[str, float]]]:
+        """The ``k`` most probable ``(class name, probability)`` pairs of each image."""
+        probs = self.predict_proba(images, **kwargs)
+        top = probs.topk(min(k, probs.shape[1]), dim=1)
+        return [[(self.class_names[i], float(p)) for p, i in zip(ps.tolist(), idx.tolist())]
+                for ps, idx in zip(top.values, top.indices)]
+
+
+def _build(architecture: dict) -> nn.Module:
+    """Rebuild a model from its ``architecture`` dict (spec strings or registry entries)."""
+    if isinstance(architecture, dict) and architecture.get("type") == "spec":
+        from cnnkit.models.sequential import Sequential
+
+        return Sequential.from_architecture(architecture)
+    from cnnkit.models.registry import build_architecture
+
+    return build_architecture(architecture)
+
+
+def load_run(path: str | Path, *, model: nn.Module | None = None,
+             device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild a trained model from a run folder, without unpickling anything.
+
+    Args:
+        path: the run folder (``--out`` of ``cnnkit train``).
+        model: an untrained instance of the architecture, needed only when the model has no
+            ``architecture`` dict (a plain ``nn.Module`` trained with ``Trainer``).
+        device: where to put the model.
+
+    Raises:
+        CheckpointError: not a run folder, missing/corrupt files, or weights that do not fit.
+
+    Example:
+        >>> m = load_run("runs/digits")  # doctest: +SKIP
+    """
+    run = Path(path)
+    if not run.is_dir():
+        raise CheckpointError(f"run folder {str(run)!r} does not exist; give the --out folder "
+                              "of a cnnkit train run")
+    meta = read_json(run / MODEL_FILE)
+    if model is None:
+        if not meta.get("architecture"):
+            raise CheckpointError(f"{str(run / MODEL_FILE)!r} has no architecture (the model was "
+                                  "a plain nn.Module); pass model=<an instance> to load_run")
+        model = _build(meta["architecture"])
+    load_weights(model, run / WEIGHTS_FILE)
+    model.to(device).eval()
+    normalization = None
+    if meta.get("normalization") is not None:
+        from cnnkit.data.normalization import Normalization
+
+        normalization = Normalization.from_dict(meta["normalization"])
+    config = read_json(run / CONFIG_FILE) if (run / CONFIG_FILE).is_file() else {}
+    return LoadedModel(model, list(meta["class_names"]), normalization,
+                       tuple(meta["input_shape"]), config)

@@ -1,0 +1,367 @@
+"""The training loop for any ``torch.nn.Module`` and any iterable of ``(x, y)`` batches.
+
+One epoch, top to bottom::
+
+    model.train()
+    for x, y in loader:                                   # x (B, C, H, W), y (B,) or (B, K)
+        with autocast(precision):  out = model(x)         # (B, K)
+        loss = loss_fn(out, y);  loss.backward()
+        clip_grad_norm_(grad_clip);  optimizer.step();  optimizer.zero_grad(set_to_none=True)
+        scheduler.step();  ema.update()                   # per-step schedule, weight average
+        metrics.update(loss, out, y)                      # on the device: no sync per batch
+        every log_every steps: one .item(), NaN/inf check, progress bar
+
+then evaluation on the validation loader, callbacks, and a checkpoint (``checkpoint_every``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from cnnkit.errors import TrainingError
+from cnnkit.train.callbacks import Callback
+from cnnkit.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from cnnkit.train.config import TrainConfig
+from cnnkit.train.device import resolve_device, resolve_precision
+from cnnkit.train.losses import get_loss
+from cnnkit.train.metrics import MetricAccumulator
+from cnnkit.train.optimizers import build_optimizer
+from cnnkit.train.outputs import PROBS, flip_tta, output_kind, predict_proba
+from cnnkit.train.progress import EpochProgress
+from cnnkit.train.schedules import build_schedule
+
+log = logging.getLogger(__name__)
+
+
+class History:
+    """Per-epoch metrics, Keras-style: ``history.history["val_accuracy"][-1]``.
+
+    Attributes:
+        epoch: the epochs recorded (from 1).
+        history: metric name -> list of values, one per epoch.
+    """
+
+    def __init__(self):
+        self.epoch: list[int] = []
+        self.history: dict[str, list[float]] = {}
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in
+                                                       self.history.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        out = cls()
+        out.epoch = list(d.get("epoch", []))
+        out.history = {k: list(v) for k, v in d.get("history", {}).items()}
+        return out
+
+
+class Trainer:
+    """Train, evaluate and checkpoint a classifier; the engine behind ``fit`` and ``cnnkit train``.
+
+    Args:
+        model: any ``nn.Module`` mapping a float batch (N, C, H, W) to class scores (N, K)
+            (logits, or probabilities if it ends in a softmax: detected, see
+            :func:`cnnkit.train.outputs.output_kind`).
+        config: optimisation settings (optimizer, lr, schedule, precision, ...); the data/model
+            fields are not used here.
+        optimizer: an existing ``torch.optim.Optimizer`` to use instead of ``config.optimizer``.
+        loss: a loss name or callable to use instead of ``config.loss``.
+        class_weights: per-class weights for cross-entropy.
+        callbacks: :class:`~cnnkit.train.callbacks.Callback` objects.
+        checkpoint_dir: write resumable checkpoints there (None: no checkpoints).
+        checkpoint_extra: JSON-able metadata stored in every checkpoint.
+        progress: show a progress bar (None: only on a terminal).
+        log_every: steps between host syncs (running loss, NaN check, progress bar).
+        top_k: also report top-k accuracy.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+        TrainingError: during :meth:`fit`, a NaN or infinite loss.
+
+    Example:
+        >>> trainer = Trainer(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)),
+        ...                   TrainConfig(epochs=2, schedule="constant"))
+        >>> history = trainer.fit(train_batches, val_batches)  # doctest: +SKIP
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig | None = None, *,
+                 optimizer: torch.optim.Optimizer | None = None, loss: str | Callable | None = None,
+                 class_weights: Sequence[float] | None = None,
+                 callbacks: Iterable[Callback] = (), checkpoint_dir: str | Path | None = None,
+                 checkpoint_extra: dict[str, Any] | None = None, progress: bool | None = None,
+                 log_every: int = 50, top_k: int | None = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.config = config or TrainConfig()
+        self.device = resolve_device(self.config.device)
+        self.precision = resolve_precision(self.config.precision, self.device)
+        if self.config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.model = model.to(self.device)
+        if self.config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if self.config.compile else self.model
+        self.output_kind = output_kind(model)
+        self.loss_fn = get_loss(loss if loss is not None else self.config.loss,
+                                label_smoothing=self.config.label_smoothing,
+                                class_weights=class_weights,
+                                from_probs=self.output_kind == PROBS)
+        if isinstance(self.loss_fn, nn.Module):
+            self.loss_fn = self.loss_fn.to(self.device)
+        c = self.config
+        self.optimizer = optimizer or build_optimizer(
+            c.optimizer, self.model.parameters(), lr=c.lr, momentum=c.momentum,
+            nesterov=c.nesterov, weight_decay=c.weight_decay)
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision.use_scaler else None
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(c.ema),
+                                  use_buffers=True) if c.ema else None)
+        self.callbacks = list(callbacks)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.checkpoint_extra = dict(checkpoint_extra or {})
+        self.progress = progress
+        self.log_every = max(1, int(log_every))
+        self.top_k = top_k
+        self.history = History()
+        self.global_step = 0
+        self.epoch = 0
+        self.stop_training = False
+        self.last_checkpoint_epoch: int | None = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model used for evaluation and the final weights (the EMA copy when enabled)."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor | None):
+        x = x.to(self.device, non_blocking=True)
+        if self.config.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, (None if y is None else y.to(self.device, non_blocking=True))
+
+    def _call(self, event: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
+
+    def _diverged(self, value: float, epoch: int) -> TrainingError:
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.last_checkpoint_epoch is not None:
+            where = (f"the last good checkpoint (epoch {self.last_checkpoint_epoch}) is in "
+                     f"{self.checkpoint_dir}")
+        else:
+            where = "no checkpoint was written before it"
+        return TrainingError(
+            f"the training loss became {value} at epoch {epoch}, step {self.global_step}: "
+            f"training diverged; {where}. Lower the learning rate (lr={lr:g}, try {lr / 10:g}) "
+            "or set grad_clip (e.g. 1.0)")
+
+    # ------------------------------------------------------------------ one epoch
+    def _build_scheduler(self, steps_per_epoch: int, epochs: int) -> None:
+        warmup = round(self.config.warmup_epochs * steps_per_epoch)
+        self.scheduler = build_schedule(self.config.schedule, self.optimizer,
+                                        total_steps=max(1, steps_per_epoch * epochs),
+                                        warmup_steps=min(warmup, steps_per_epoch * epochs))
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self.precision.autocast(self.device):
+            out = self.forward(x)
+        loss = self.loss_fn(out.float(), y)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if self.config.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if self.config.grad_clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.global_step += 1
+        return loss.detach(), out.detach()
+
+    def train_epoch(self, loader: Iterable, epoch: int, epochs: int) -> dict[str, float]:
+        """Run one epoch over ``loader``; return ``{"loss", "accuracy", "images_per_s"}``.
+
+        Raises:
+            TrainingError: the loss became NaN or infinite.
+        """
+        self.model.train()
+        metrics = MetricAccumulator(top_k=self.top_k)
+        total = len(loader) if hasattr(loader, "__len__") else None
+        bar = EpochProgress(total, epoch, epochs, enabled=self.progress)
+        try:
+            for x, y in loader:
+                x, y = self._to_device(x, y)
+                loss, out = self._train_step(x, y)
+                metrics.update(loss, out, y)
+                bar.update(len(x))
+                if self.global_step % self.log_every == 0:
+                    running = metrics.compute()
+                    if not math.isfinite(running["loss"]):
+                        raise self._diverged(running["loss"], epoch)
+                    bar.set_metrics(running["loss"], running["accuracy"])
+                    self._call("on_batch_end", self.global_step, running)
+        finally:
+            bar.close()
+        logs = metrics.compute()
+        if not math.isfinite(logs["loss"]):
+            raise self._diverged(logs["loss"], epoch)
+        logs["images_per_s"] = bar.images_per_second()
+        return logs
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable, *, tta: bool | None = None,
+                 confusion: bool = False) -> dict[str, Any]:
+        """Mean loss and accuracy over ``loader`` (and the confusion matrix with ``confusion``).
+
+        Args:
+            loader: iterable of ``(x, y)`` batches.
+            tta: average with the horizontal flip (None: ``config.tta``).
+            confusion: add ``"confusion_matrix"``, an int64 (K, K) tensor (rows = true class).
+
+        Example:
+            >>> trainer.evaluate(test_batches)["accuracy"]  # doctest: +SKIP
+            0.97
+        """
+        tta = self.config.tta if tta is None else tta
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
+        metrics = MetricAccumulator(confusion=confusion, top_k=self.top_k)
+        forward = self.forward if self.ema is None else model
+        try:
+            for x, y in loader:
+                x, y = self._to_device(x, y)
+                with self.precision.autocast(self.device):
+                    out = flip_tta(forward, x, self.output_kind) if tta else forward(x)
+                metrics.update(self.loss_fn(out.float(), y), out.float(), y)
+        finally:
+            model.train(was_training)
+        logs: dict[str, Any] = metrics.compute()
+        if confusion and metrics.count:
+            logs["confusion_matrix"] = metrics.confusion()
+        return logs
+
+    def predict_proba(self, batches: Iterable, *, tta: bool | None = None) -> torch.Tensor:
+        """Class probabilities for every input, in order (the EMA model when enabled).
+
+        Args:
+            batches: iterable of ``x`` tensors or ``(x, y)`` pairs (``y`` ignored).
+
+        Shape:
+            (N, K) float32 on the CPU.
+        """
+        tta = self.config.tta if tta is None else tta
+        forward = self.forward if self.ema is None else self.eval_model
+        return predict_proba(self.eval_model, batches, device=self.device, tta=tta,
+                             forward=forward,
+                             autocast=lambda: self.precision.autocast(self.device))
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """Write the resumable state to ``checkpoint_dir`` (history included)."""
+        if self.checkpoint_dir is None:
+            raise ValueError("this Trainer has no checkpoint_dir; create it with "
+                             "Trainer(..., checkpoint_dir='run/checkpoint')")
+        extra = {**self.checkpoint_extra, "history": self.history.to_dict()}
+        path = save_checkpoint(self.checkpoint_dir, model=self.model, optimizer=self.optimizer,
+                               scheduler=self.scheduler, ema=self.ema, scaler=self.scaler,
+                               epoch=self.epoch, global_step=self.global_step, extra=extra)
+        self.last_checkpoint_epoch = self.epoch
+        return path
+
+    def _resume(self, folder: str | Path) -> None:
+        ckpt = load_checkpoint(folder)
+        restore_checkpoint(ckpt, model=self.model, optimizer=self.optimizer,
+                           scheduler=self.scheduler, ema=self.ema, scaler=self.scaler)
+        self.epoch, self.global_step = ckpt.epoch, ckpt.global_step
+        self.history = History.from_dict(ckpt.extra.get("history", {}))
+        self.last_checkpoint_epoch = ckpt.epoch
+        log.info("resumed from %s at epoch %d (step %d)", ckpt.path, self.epoch, self.global_step)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, train_loader: Iterable, val_loader: Iterable | None = None, *,
+            epochs: int | None = None, resume_from: str | Path | None = None) -> History:
+        """Train for ``epochs`` (default ``config.epochs``), evaluating on ``val_loader``.
+
+        A loader with ``set_epoch(e)`` gets the 0-based epoch before each pass, so its order
+        is a function of (seed, epoch) and a resumed run sees the same batches.
+
+        Args:
+            train_loader: iterable of ``(x, y)`` batches with a ``len``.
+            val_loader: optional validation batches (adds ``val_loss``, ``val_accuracy``).
+            epochs: total epochs, counting those already done before a resume.
+            resume_from: a checkpoint folder to continue from (same config and data).
+
+        Returns:
+            The :class:`History` (also kept as ``trainer.history``).
+
+        Raises:
+            TrainingError: NaN/inf loss (the last good checkpoint is kept).
+            CheckpointError: ``resume_from`` has no intact checkpoint or does not fit.
+        """
+        epochs = self.config.epochs if epochs is None else epochs
+        if not hasattr(train_loader, "__len__") or len(train_loader) == 0:
+            raise ValueError("train_loader must be a non-empty iterable with a length "
+                             f"(len(loader) batches), got {train_loader!r}")
+        self._build_scheduler(len(train_loader), epochs)
+        if resume_from is not None:
+            self._resume(resume_from)
+            if self.epoch >= epochs:
+                log.info("checkpoint already at epoch %d of %d: nothing to do", self.epoch, epochs)
+        self.stop_training = False
+        self._call("on_train_begin")
+        logs: dict[str, Any] = {}
+        try:
+            while self.epoch < epochs and not self.stop_training:
+                epoch = self.epoch + 1
+                self._call("on_epoch_begin", epoch)
+                for loader in (train_loader, val_loader):
+                    if hasattr(loader, "set_epoch"):
+                        loader.set_epoch(epoch - 1)
+                start = time.perf_counter()
+                logs = self.train_epoch(train_loader, epoch, epochs)
+                if val_loader is not None:
+                    val = self.evaluate(val_loader)
+                    logs.update({f"val_{k}": v for k, v in val.items()})
+                logs["lr"] = self.optimizer.param_groups[0]["lr"]
+                logs["time_s"] = time.perf_counter() - start
+                self.epoch = epoch
+                self.history.append(epoch, logs)
+                self._call("on_epoch_end", epoch, logs)
+                if self.checkpoint_dir is not None and (
+                        epoch % self.config.checkpoint_every == 0 or epoch == epochs
+                        or self.stop_training):
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            log.warning("interrupted during epoch %d; last checkpoint: epoch %s in %s",
+                        self.epoch + 1, self.last_checkpoint_epoch, self.checkpoint_dir)
+            raise
+        self._call("on_train_end", logs)
+        return self.history
+

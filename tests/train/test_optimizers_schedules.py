@@ -1,0 +1,86 @@
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cnnkit.train.optimizers import OPTIMIZER_CLASSES, build_optimizer
+from cnnkit.train.schedules import build_schedule, lr_factor
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZER_CLASSES))
+def test_every_optimizer_builds_and_reduces_a_quadratic(name):
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(5))
+    opt = build_optimizer(name, [w], lr=0.05 if name != "adadelta" else 1.0, momentum=0.0)
+    start = (w ** 2).sum().item()
+    for _ in range(20):
+        opt.zero_grad()
+        (w ** 2).sum().backward()
+        opt.step()
+    assert isinstance(opt, OPTIMIZER_CLASSES[name])
+    assert (w ** 2).sum().item() < start
+
+
+def test_sgd_settings_reach_torch():
+    opt = build_optimizer("SGD", [nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9,
+                          nesterov=True, weight_decay=5e-4)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (
+        0.1, 0.9, True, 5e-4)
+    assert build_optimizer("adam", [nn.Parameter(torch.zeros(1))]).param_groups[0]["lr"] == 1e-3
+
+
+def test_optimizer_errors():
+    params = [nn.Parameter(torch.zeros(1))]
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adan'; did you mean 'adam'\?"):
+        build_optimizer("adan", params)
+    with pytest.raises(ValueError, match="nesterov=True needs optimizer='sgd' with momentum > 0"):
+        build_optimizer("sgd", params, nesterov=True)
+    with pytest.raises(ValueError, match=r"lr must be >= 0, got -1"):
+        build_optimizer("sgd", params, lr=-1)
+
+
+def test_schedule_factors_follow_their_formulas():
+    assert lr_factor(7, name="constant", total_steps=10) == 1.0
+    # cosine: 0.5 (1 + cos(pi p))
+    for s in (0, 25, 50, 99):
+        assert lr_factor(s, name="cosine", total_steps=100) == pytest.approx(
+            0.5 * (1 + math.cos(math.pi * s / 100)))
+    # linear warm-up for 10 steps, then cosine over the remaining 90
+    assert lr_factor(0, name="cosine", total_steps=100, warmup_steps=10) == pytest.approx(0.1)
+    assert lr_factor(9, name="cosine", total_steps=100, warmup_steps=10) == pytest.approx(1.0)
+    assert lr_factor(55, name="cosine", total_steps=100, warmup_steps=10) == pytest.approx(0.5)
+    # step: x0.1 at 50% and x0.01 at 75%
+    assert [lr_factor(s, name="step", total_steps=100) for s in (49, 50, 74, 75)] == \
+        pytest.approx([1.0, 0.1, 0.1, 0.01])
+    # one-cycle: 1/25 at the start, 1 at 30%, ~0 at the end
+    assert lr_factor(0, name="onecycle", total_steps=100) == pytest.approx(1 / 25)
+    assert lr_factor(30, name="onecycle", total_steps=100) == pytest.approx(1.0)
+    assert lr_factor(15, name="onecycle", total_steps=100) == pytest.approx(1 / 25 + (24 / 25) / 2)
+    assert lr_factor(100, name="onecycle", total_steps=100) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["constant", "step", "cosine", "onecycle"])
+def test_scheduler_sets_the_optimizer_lr_each_step_and_saves_as_json(name):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.2)
+    sched = build_schedule(name, opt, total_steps=20, warmup_steps=4)
+    for step in range(20):
+        expected = 0.2 * lr_factor(step, name=name, total_steps=20, warmup_steps=4)
+        assert opt.param_groups[0]["lr"] == pytest.approx(expected)
+        opt.step()
+        sched.step()
+    state = json.loads(json.dumps(sched.state_dict()))
+    fresh_opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.2)
+    fresh = build_schedule(name, fresh_opt, total_steps=20, warmup_steps=4)
+    fresh.load_state_dict(state)
+    assert fresh.last_epoch == 20
+
+
+def test_schedule_errors():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.2)
+    with pytest.raises(ValueError, match=r"unknown schedule 'cosin'; did you mean 'cosine'\?"):
+        build_schedule("cosin", opt, total_steps=10)
+    with pytest.raises(ValueError, match=r"warmup_steps must be in \[0, total_steps=10\]"):
+        build_schedule("cosine", opt, total_steps=10, warmup_steps=11)
