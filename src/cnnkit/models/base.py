@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from cnnkit._checks import check_positive_int
+from cnnkit.train.keras_api import KerasModelMixin
 
 _SPATIAL_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 
@@ -136,7 +137,7 @@ def check_input_size(model_name: str, input_size: tuple[int, int],
     )
 
 
-class ZooModel(nn.Module):
+class ZooModel(KerasModelMixin, nn.Module):
     """Base class of the zoo models: shared attributes, ``forward`` and classifier handling.
 
     Subclasses set ``num_classes``, ``in_channels``, ``input_size`` and ``classifier_path`` (the
@@ -156,6 +157,11 @@ class ZooModel(nn.Module):
         self.input_size = tuple(input_size)
         self.registry_name: str | None = None
         self.registry_kwargs: dict = {}
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The input image without the batch, (C, H, W) (the same contract as Sequential's)."""
+        return (self.in_channels, *self.input_size)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) images -> (N, C', H', W') last spatial feature volume."""

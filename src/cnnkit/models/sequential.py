@@ -13,11 +13,12 @@ from cnnkit.layers.arithmetic import check_rounding
 from cnnkit.layers.base import Layer, WindowLayer, parse_user_shape
 from cnnkit.layers.keras import Input
 from cnnkit.models.spec import SpecError, parse_spec
+from cnnkit.train.keras_api import KerasModelMixin
 
 logger = logging.getLogger(__name__)
 
 
-class Sequential(nn.Sequential):
+class Sequential(KerasModelMixin, nn.Sequential):
     """Layers applied one after the other, built as soon as the input shape is known.
 
     Give the input shape once (here, or as the first layer's Keras-style ``input_shape=``) and
@@ -227,8 +228,19 @@ class Sequential(nn.Sequential):
             shape = (height, width, channels)  # (C, H, W) -> H×W×C, the notation from_spec reads
         return cls.from_spec(architecture["spec"], shape)
 
-    def summary(self, input_shape=None):
-        """Layer table with shapes, parameters and receptive fields (``cnnkit.inspect``)."""
+    def summary(self, input_shape=None, print_fn=print):
+        """Print the layer table (shapes, parameters, MACs, receptive fields), as Keras does.
+
+        Args:
+            input_shape: H×W×C to summarise at; defaults to the model's own input shape.
+            print_fn: where the table goes (Keras' argument); ``None`` prints nothing.
+
+        Returns:
+            The :class:`cnnkit.inspect.summary.ModelSummary` behind the table.
+        """
         from cnnkit.inspect.summary import summary
 
-        return summary(self, input_shape=input_shape)
+        result = summary(self, input_shape=input_shape)
+        if print_fn is not None:
+            print_fn(str(result))
+        return result

@@ -200,8 +200,5 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         results.update({f"test_{k}": v for k, v in test.items() if k != "confusion_matrix"})
         results["test_confusion_matrix"] = test["confusion_matrix"].tolist()
     rf.write_json(out / rf.RESULTS_FILE, results)
-    try:
-        rf.write_curves(out)
-    except ImportError as exc:  # the viz package is optional until integration
-        log.warning("curves.png not written: %s", exc)
+    rf.write_curves(out)
     return RunResult(out, final, history, results, class_names)
