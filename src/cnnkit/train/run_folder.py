@@ -168,11 +168,19 @@ class LoadedModel:
         x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
         if x.ndim == 3:
             x = x.unsqueeze(0)  # (C, H, W) -> (1, C, H, W)
-        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(self.input_shape):
-            c, h, w = self.input_shape
-            raise ValueError(f"images must have shape (N, {c}, {h}, {w}) (or one ({c}, {h}, {w}) "
-                             f"image) like the training data, got {tuple(x.shape)!r}; resize "
-                             "them first (cnnkit.data.folder.decode_image does it for files)")
+        c, h, w = self.input_shape
+        if x.ndim != 4 or x.shape[1] not in (1, 3) or (x.shape[1] != c and c not in (1, 3)):
+            raise ValueError(f"images must have shape (N, {c}, H, W) (or one ({c}, H, W) image), "
+                             f"got {tuple(x.shape)!r}; images laid out (N, H, W, C) need "
+                             "x.permute(0, 3, 1, 2)")
+        if tuple(x.shape[1:]) != (c, h, w):
+            # The rule the training data went through (open_data): grey <-> RGB, then resize
+            # with the shorter side scaled and the centre cropped.
+            from cnnkit.data.open import convert_channels, resize_images
+
+            if x.dtype != torch.uint8:  # float 0–1 -> uint8 0–255 for the resize
+                x = x.float().mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+            x = resize_images(convert_channels(x, c), (h, w), resize="crop")
         if self.normalization is not None:
             return self.normalization.apply(x)
         return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()

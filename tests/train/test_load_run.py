@@ -1,0 +1,39 @@
+"""A loaded run applies the training data's transform: channels, size, normalisation."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnnkit.data.open import open_data
+from cnnkit.train.config import TrainConfig
+from cnnkit.train.pipeline import train
+from cnnkit.train.run_folder import load_run
+
+
+@pytest.fixture(scope="module")
+def resized_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train(TrainConfig(data="digits", input_size=16, epochs=1, device="cpu", out=str(out)),
+          progress=False)
+    return out
+
+
+def test_predict_resizes_like_the_training_data(resized_run):
+    loaded = load_run(resized_run)
+    assert loaded.input_shape == (1, 16, 16)
+    native = open_data("digits").test.images[:20]                      # (20, 1, 8, 8)
+    trained_on = open_data("digits", size=(16, 16)).test.images[:20]   # what training saw
+    torch.testing.assert_close(loaded.predict_proba(native), loaded.predict_proba(trained_on))
+
+
+def test_predict_converts_rgb_to_the_models_grey_channel(resized_run):
+    loaded = load_run(resized_run)
+    grey = open_data("digits", size=(16, 16)).test.images[:5]
+    rgb = grey.expand(-1, 3, -1, -1)                                   # (5, 1, H, W) -> (5, 3, H, W)
+    torch.testing.assert_close(loaded.predict_proba(rgb), loaded.predict_proba(grey))
+
+
+def test_channels_last_images_get_a_clear_error(resized_run):
+    loaded = load_run(resized_run)
+    with pytest.raises(ValueError, match=r"permute\(0, 3, 1, 2\)"):
+        loaded.predict_proba(torch.zeros(2, 16, 16, 1, dtype=torch.uint8))
