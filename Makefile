@@ -2,7 +2,7 @@
 # registries reachable; constraints.txt keeps torch on the local CPU wheel (2.13.0).
 PIP_INSTALL = .venv/bin/pip install -q --find-links /opt/wheels -c constraints.txt
 
-.PHONY: run test bench
+.PHONY: run test browser bench
 
 .venv:
 	python3 -m venv .venv
@@ -11,7 +11,17 @@ run: .venv
 	$(PIP_INSTALL) -e .
 	.venv/bin/cnnkit train --out runs/digits --overwrite
 
-test: .venv
+# The browser test of the web page drives Debian's chromium; install it when we can (root with
+# apt-get). Without it that one test skips and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+		echo "could not install chromium: the browser test will skip"; \
+	else echo "chromium is not installed (needs root and apt-get): the browser test will skip"; fi
+
+test: .venv browser
 	$(PIP_INSTALL) -e ".[test]"
 	.venv/bin/python -m pytest -q -n 2
 

@@ -44,7 +44,7 @@ def test_yaml_file_with_unknown_key_is_an_error(tmp_path):
     ({"batch_size": 0}, r"batch_size must be >= 1, got 0"),
     ({"epochs": 2.5}, r"epochs must be a positive int, got 2.5"),
     ({"nesterov": True, "momentum": 0.0}, r"nesterov=True needs momentum > 0"),
-    ({"precision": "fp8"}, r"precision must be one of fp32, bf16, fp16; got 'fp8'"),
+    ({"precision": "fp8"}, r"precision must be one of fp32, bf16, fp16, auto; got 'fp8'"),
     ({"val_split": 1.0}, r"val_split must be in \[0, 1\), got 1.0"),
     ({"warmup_epochs": 5, "epochs": 2}, r"warmup_epochs must be <= epochs \(2\), got 5"),
     ({"grad_clip": 0.0}, r"grad_clip must be > 0 or None"),

@@ -1,17 +1,21 @@
 """``cnnkit train``: flags (or ``--config file.yaml|json``) → TrainConfig → ``cnnkit.train.train``.
 
 Every TrainConfig field is a flag (``--batch-size``, ``--no-channels-last``, ...); flags override
-the config file; unknown options are usage errors (exit 2).
+the config file; unknown options are usage errors (exit 2). ``--nproc N`` re-runs the same command
+under ``torchrun`` in N processes (see :mod:`cnnkit.train.distributed`).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 
+from cnnkit.train import distributed
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.config import TrainConfig
+from cnnkit.train.recipes import get_recipe, recipe_names
 
 _HELP = {
     "data": "dataset: digits, mnist, fashion-mnist, cifar10, a folder of class sub-folders, ...",
@@ -43,6 +47,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a folder that already holds a run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--recipe", metavar="NAME", choices=recipe_names(),
+                   help="start from a tuned recipe (" + ", ".join(recipe_names()) + "); "
+                        "--config and flags override its settings")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train with N processes on this machine (DistributedDataParallel via "
+                        "torchrun: gloo on CPU, NCCL on GPUs; --batch-size stays the global "
+                        "batch); for several machines run torchrun yourself (README: Scaling out)")
     hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
@@ -76,30 +87,76 @@ def _settings(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
-def run(args: argparse.Namespace) -> int:
-    from cnnkit.train.pipeline import train
+def _torchrun_argv(args: argparse.Namespace, out: str | None) -> list[str]:
+    """This command line again, without ``--nproc``, for every process torchrun starts.
 
+    A new run gets an explicit ``--out`` so that all processes agree on the run folder.
+    """
+    switches = {"--debug": args.debug, "--verbose": args.verbose}
+    argv = [flag for flag, on in switches.items() if on] + ["train"]
+    for flag, value in (("--config", args.config), ("--resume", args.resume),
+                        ("--recipe", args.recipe)):
+        if value:
+            argv += [flag, value]
+    for flag, on in (("--overwrite", args.overwrite), ("--no-progress", args.no_progress)):
+        if on:
+            argv.append(flag)
+    for name, value in _settings(args).items():
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            argv += [f"--{flag}", str(value)]
+    if not args.resume and not hasattr(args, "out"):
+        argv += ["--out", out]
+    return argv
+
+
+def _launch(args: argparse.Namespace, out: str) -> int:
+    code = distributed.launch(args.nproc, ["cnnkit", *_torchrun_argv(args, out)])
+    if code:
+        print(f"cnnkit: error: training with {args.nproc} processes failed (torchrun exit code "
+              f"{code}); the failed rank and its error are reported above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnkit.train.pipeline import default_run_folder, train
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1 processes, got {args.nproc!r}")
+    main_rank = distributed.env_context().is_main  # only rank 0 prints
     settings = _settings(args)
     progress = False if args.no_progress else None
     if args.resume:
-        if settings or args.config:
-            given = ", ".join("--" + k.replace("_", "-") for k in settings) or "--config"
+        if settings or args.config or args.recipe:
+            given = (", ".join("--" + k.replace("_", "-") for k in settings)
+                     or ("--config" if args.config else "--recipe"))
             raise ValueError(f"--resume takes its settings from {args.resume}/config.json; "
                              f"remove {given}")
         out = args.resume
         config = None
     else:
+        recipe = dict(get_recipe(args.recipe).settings) if args.recipe else {}
         base = TrainConfig.from_file(args.config).to_dict() if args.config else {}
-        config = TrainConfig.from_dict({**base, **settings})
+        config = TrainConfig.from_dict({**recipe, **base, **settings})
         out = config.out
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch(args, out or str(default_run_folder()))
+    printer = [_EpochPrinter()] if main_rank else []
     try:
-        result = train(config, resume=args.resume, callbacks=[_EpochPrinter()],
-                       progress=progress, overwrite=args.overwrite)
+        result = train(config, resume=args.resume, callbacks=printer, progress=progress,
+                       overwrite=args.overwrite)
     except KeyboardInterrupt:
         where = out or "the run folder"
         print(f"cnnkit: interrupted; the last completed epoch is saved in {where}/checkpoint. "
               f"Resume with: cnnkit train --resume {where}", file=sys.stderr)
         return 130
+    finally:
+        distributed.shutdown()
+    if not main_rank:
+        return 0
     res = result.results
     if "test_accuracy" in res:
         print(f"test accuracy {res['test_accuracy']:.4f}  test loss {res['test_loss']:.4f}")

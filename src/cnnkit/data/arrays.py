@@ -17,12 +17,15 @@ classes), or strings (the sorted distinct strings become the class names).
 from __future__ import annotations
 
 import logging
+import tokenize
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cnnkit.data.dataset import DataSplits, ImageData
+from cnnkit.data.dataset import DataSplits, ImageData, index_class_names
 from cnnkit.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -90,8 +93,12 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
                     "normalised data cannot be turned back into pixels — pass the raw images")
 
 
-def _labels_and_names(labels: np.ndarray, class_names) -> tuple[np.ndarray, list[str]]:
+def _labels_and_names(labels: np.ndarray, class_names,
+                      source: str) -> tuple[np.ndarray, list[str]]:
     if labels.ndim == 2:
+        if labels.shape[1] == 0:
+            raise DataError(f"one-hot labels must have at least one column, got shape "
+                            f"{labels.shape}")
         default = [str(k) for k in range(labels.shape[1])]
         labels = labels.argmax(axis=1)  # (N, K) one-hot -> (N,)
     elif labels.ndim != 1:
@@ -110,8 +117,8 @@ def _labels_and_names(labels: np.ndarray, class_names) -> tuple[np.ndarray, list
         raise DataError(f"labels must be integers, one-hot rows or strings, got {labels.dtype}")
     labels = labels.astype(np.int64)
     if class_names is None:
-        count = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 1
-        class_names = default or [str(k) for k in range(count)]
+        class_names = default or index_class_names(int(labels.max()) if len(labels) else 0,
+                                                   source)
     return labels, list(class_names)
 
 
@@ -154,7 +161,7 @@ def from_arrays(images, labels, *, class_names=None, layout: str = "auto",
                            source)
             images = images[:, :3]  # (N, 4, H, W) -> (N, 3, H, W)
         pixels = _to_uint8(images)
-        label_values, names = _labels_and_names(labels, class_names)
+        label_values, names = _labels_and_names(labels, class_names, source)
     except DataError as e:
         raise DataError(f"{source}: {e}") from e
     return ImageData(torch.from_numpy(np.ascontiguousarray(pixels)),
@@ -169,8 +176,10 @@ def _load_array(path: Path) -> np.ndarray:
     except ValueError as e:
         raise DataError(f"cannot read {path} without unpickling ({e}); save plain numeric "
                         "arrays with np.save / np.savez") from e
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read {path}: {e}") from e
+    except (OSError, EOFError, zipfile.BadZipFile, tokenize.TokenError, SyntaxError,
+            NotImplementedError) as e:
+        raise DataError(f"cannot read {path}: {e!r}; the file is corrupt or not a .npy/.npz "
+                        "file") from e
 
 
 def _member(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
@@ -179,6 +188,9 @@ def _member(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     except ValueError as e:
         raise DataError(f"cannot read {path}[{key!r}] without unpickling ({e}); save plain "
                         "numeric or string arrays with np.savez") from e
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, tokenize.TokenError,
+            SyntaxError, NotImplementedError, RuntimeError) as e:  # RuntimeError: encrypted
+        raise DataError(f"cannot read {path}[{key!r}]: {e!r}; the archive is corrupt") from e
 
 
 def load_npy(images_path, labels_path) -> ImageData:

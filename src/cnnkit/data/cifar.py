@@ -22,6 +22,7 @@ import importlib
 import io
 import logging
 import pickle
+import pickletools
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -35,6 +36,9 @@ from cnnkit.errors import DataError
 logger = logging.getLogger(__name__)
 
 IMAGE_BYTES = 3 * 32 * 32
+# The largest CIFAR file is CIFAR-100's train batch (about 155 MB): anything much bigger in an
+# archive is not CIFAR, and reading it whole could exhaust memory (a tar/gzip bomb).
+MAX_MEMBER_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,18 @@ class _CifarUnpickler(pickle.Unpickler):
         return self.allowed[(module, name)]
 
 
+def _check_opcodes(raw: bytes, source: str) -> None:
+    """Walk the pickle's opcodes without running them, so that a length field claiming more
+    bytes than the file holds is refused before the unpickler tries to allocate it."""
+    try:
+        for _ in pickletools.genops(raw):
+            pass
+    except Exception as e:  # a corrupt pickle can fail in many ways; all mean the same here
+        raise DataError(f"{source} is not a readable CIFAR pickle batch: {e!r}") from e
+
+
 def _unpickle(raw: bytes, source: str) -> dict[str, object]:
+    _check_opcodes(raw, source)
     try:
         batch = _CifarUnpickler(io.BytesIO(raw), source).load()
     except DataError:
@@ -109,7 +124,11 @@ def _unpickle(raw: bytes, source: str) -> dict[str, object]:
 def _names(values, source: str, key: str) -> list[str]:
     if not isinstance(values, (list, tuple)) or not values:
         raise DataError(f"{source}: {key!r} must be a non-empty list of names, got {values!r:.80}")
-    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+    try:
+        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+    except UnicodeDecodeError as e:
+        raise DataError(f"{source}: {key!r} holds a name that is not UTF-8 ({e}); the file is "
+                        "corrupt, download the dataset again") from e
 
 
 class _Files:
@@ -162,6 +181,10 @@ def _archive_files(path: Path, split: str) -> tuple[_Files, _Layout]:
                 if not member.isfile():
                     raise DataError(f"{path}: member {member.name!r} is not a regular file "
                                     "(links are refused); use the official archive")
+                if member.size > MAX_MEMBER_BYTES:
+                    raise DataError(f"{path}: member {member.name!r} claims {member.size} bytes, "
+                                    f"more than any CIFAR file (MAX_MEMBER_BYTES="
+                                    f"{MAX_MEMBER_BYTES}); refusing to read it")
                 found = found or wanted[name]
                 if wanted[name] is not found:
                     raise DataError(f"{path} mixes {found.folder} and {wanted[name].folder}")
@@ -210,7 +233,11 @@ def _class_names(files: _Files, layout: _Layout, label_mode: str) -> list[str]:
     if layout.binary:
         name = ("batches.meta.txt" if layout.variant == "cifar10"
                 else f"{label_mode}_label_names.txt")
-        lines = files.read(name).decode("utf-8").splitlines()
+        try:
+            lines = files.read(name).decode("utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise DataError(f"{files.describe(name)} is not UTF-8 text ({e}); the label names "
+                            "file is corrupt, download the dataset again") from e
         return _names([line.strip() for line in lines if line.strip()], files.describe(name), name)
     name = layout.meta[0]
     key = "label_names" if layout.variant == "cifar10" else f"{label_mode}_label_names"

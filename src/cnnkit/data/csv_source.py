@@ -14,10 +14,11 @@ path or a ``..`` that leaves it is an error. Images are decoded with the image-f
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
-from cnnkit.data.dataset import ImageData
+from cnnkit.data.dataset import ImageData, index_class_names
 from cnnkit.data.folder import DEFAULT_MAX_PIXELS, load_image_files
 from cnnkit.errors import DataError
 
@@ -36,6 +37,9 @@ def _column(fields: list[str], choices: tuple[str, ...], what: str, path: Path) 
 
 
 def _inside(path_text: str, root: Path, line: int, csv_path: Path) -> Path:
+    if "\x00" in path_text:
+        raise DataError(f"line {line} of {csv_path}: {path_text!r} contains a NUL character; "
+                        "image paths must be plain file names")
     candidate = Path(path_text)
     full = (candidate if candidate.is_absolute() else root / candidate).resolve()
     if not full.is_relative_to(root):
@@ -48,10 +52,10 @@ def _inside(path_text: str, root: Path, line: int, csv_path: Path) -> Path:
     return full
 
 
-def _labels(values: list[str]) -> tuple[list[int], list[str]]:
+def _labels(values: list[str], path: Path) -> tuple[list[int], list[str]]:
     if all(_INTEGER.fullmatch(v) for v in values):
         indices = [int(v) for v in values]
-        return indices, [str(k) for k in range(max(indices) + 1)]
+        return indices, index_class_names(max(indices), str(path))
     names = sorted(set(values))
     position = {name: k for k, name in enumerate(names)}
     return [position[v] for v in values], names
@@ -86,8 +90,12 @@ def load_csv(path, *, root=None, size=None, channels: int | None = None, resize:
     if not base.is_dir():
         raise DataError(f"root {str(root)!r} is not a folder; give the folder the CSV paths "
                         "are relative to")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e}); save the CSV as UTF-8") from e
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         fields = list(reader.fieldnames or [])
         path_column = _column(fields, PATH_COLUMNS, "path", path)
         label_column = _column(fields, LABEL_COLUMNS, "label", path)
@@ -101,9 +109,11 @@ def load_csv(path, *, root=None, size=None, channels: int | None = None, resize:
                                 f"{label_column!r} cell; every row needs a path and a label")
             files.append(_inside(path_text, base, line, path))
             label_texts.append(label_text)
+    except csv.Error as e:
+        raise DataError(f"{path} is not a valid CSV file (line {reader.line_num}: {e})") from e
     if not files:
         raise DataError(f"{path} has a header but no rows; add one row per image")
-    labels, class_names = _labels(label_texts)
+    labels, class_names = _labels(label_texts, path)
     return load_image_files(list(zip(files, labels)), class_names, size=size, channels=channels,
                             resize=resize, strict=strict, max_pixels=max_pixels,
                             source=str(path))

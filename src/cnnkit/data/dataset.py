@@ -12,6 +12,27 @@ import torch
 from cnnkit._checks import check_probability, format_shape_hwc
 from cnnkit.errors import DataError
 
+# More classes than any real dataset (ImageNet-21k has 21,841): a larger label in a file is
+# corruption, and naming every index up to it would exhaust memory.
+MAX_CLASSES = 100_000
+
+
+def index_class_names(max_label: int, source: str) -> list[str]:
+    """The default class names ``["0", "1", ..., str(max_label)]`` of integer labels.
+
+    Raises:
+        DataError: ``max_label`` is ``MAX_CLASSES`` or more (a corrupt label file).
+
+    Example:
+        >>> index_class_names(2, "labels.idx")
+        ['0', '1', '2']
+    """
+    if max_label >= MAX_CLASSES:
+        raise DataError(f"label {max_label} in {source} is too large: more than {MAX_CLASSES} "
+                        "classes is not a real dataset (the labels are corrupt?); fix the "
+                        "labels or pass class_names")
+    return [str(k) for k in range(max(max_label, 0) + 1)]
+
 
 @dataclass
 class ImageData:

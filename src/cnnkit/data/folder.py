@@ -17,6 +17,8 @@ Rules (the ones a user can rely on):
   target and letterboxes with zeros (black).
 - Safety: Pillow's decompression-bomb check stays on, and any image with more than
   ``max_pixels`` pixels is refused before it is decoded.
+- A file that makes Pillow fail (OSError, SyntaxError, ValueError, or MemoryError for a corrupt
+  header that claims a huge block) is a DataError naming the file, never a crash.
 - Unreadable files (truncated, corrupt, too large): with ``strict=False`` they are skipped, each
   with a logged warning, and listed in ``ImageData.skipped``; ``strict=True`` raises on the first.
 """
@@ -124,7 +126,7 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
         image = Image.open(path)
     except Image.DecompressionBombError as e:
         raise DataError(f"refusing to decode {path}: {e}") from e
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, MemoryError) as e:
         raise DataError(f"cannot read image {path}: {e}") from e
     width, height = image.size
     if width * height > max_pixels:
@@ -193,7 +195,7 @@ def decode_image(path, *, channels: int | None = None, size=None, resize: str = 
             if size is not None:
                 converted = _resize(converted, size, resize)
             array = np.asarray(converted, dtype=np.uint8)
-        except (OSError, SyntaxError, ValueError) as e:
+        except (OSError, SyntaxError, ValueError, MemoryError) as e:
             raise DataError(f"cannot decode image {path}: {e}") from e
     if array.ndim == 2:
         array = array[None, :, :]  # (H, W) -> (1, H, W)
@@ -253,6 +255,9 @@ def load_image_files(files: Sequence[tuple[Path, int]], class_names: Sequence[st
                 headers.append((Path(path), label, image.mode, _display_size(image)))
         except DataError as e:
             _skip_or_raise(e, Path(path), strict, skipped)
+        except (OSError, SyntaxError, ValueError, MemoryError) as e:  # e.g. a corrupt EXIF
+            _skip_or_raise(DataError(f"cannot read image {path}: {e}"), Path(path), strict,
+                           skipped)
     if not headers:
         raise DataError(f"no readable images in {source} ({len(skipped)} skipped)")
     if channels is None:

@@ -9,15 +9,20 @@ from __future__ import annotations
 import gzip
 import math
 import struct
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
-from cnnkit.data.dataset import ImageData
+from cnnkit.data.dataset import ImageData, index_class_names
 from cnnkit.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
+# The most data one IDX file may claim: EMNIST "byclass", the largest IDX set, is 0.55 GB.
+MAX_IDX_BYTES = 2 << 30
+CHUNK_BYTES = 16 << 20
 
 # IDX type code -> big-endian numpy dtype.
 IDX_DTYPES = {
@@ -32,21 +37,51 @@ IDX_DTYPES = {
 SPLIT_PREFIXES = {"train": ("train",), "test": ("t10k", "test")}
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open(path: Path) -> BinaryIO:
+    """The file, or a decompressing stream over it when it starts with the gzip magic bytes."""
     with open(path, "rb") as f:
         head = f.read(2)
-    try:
-        if head == GZIP_MAGIC:
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot decompress {path}: {e}; the download is probably incomplete, "
-                        "delete the file and download it again") from e
+    return gzip.open(path, "rb") if head == GZIP_MAGIC else open(path, "rb")
+
+
+def _read_header(f: BinaryIO, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """Check the magic number and read the dimensions; the stream is left at the data."""
+    magic = f.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
+        raise DataError(f"{path} is not an IDX file: its magic number is {magic.hex(' ')!r}, "
+                        "expected '00 00 <type> <ndim>' (e.g. '00 00 08 03' for images)")
+    type_code, ndim = magic[2], magic[3]
+    if type_code not in IDX_DTYPES:
+        raise DataError(f"{path} has IDX type code 0x{type_code:02X}, expected one of "
+                        f"{[f'0x{code:02X}' for code in IDX_DTYPES]} (0x08 = uint8)")
+    if ndim == 0:
+        raise DataError(f"{path} has an IDX header with 0 dimensions; expected at least 1")
+    sizes = f.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise DataError(f"{path} is truncated: its header says {ndim} dimensions "
+                        f"({4 + 4 * ndim} header bytes) but the file has only "
+                        f"{4 + len(sizes)} bytes")
+    return IDX_DTYPES[type_code], struct.unpack(f">{ndim}I", sizes)
+
+
+def _read_at_most(f: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes, read in chunks: memory grows with the data, not with the claim."""
+    chunks, total = [], 0
+    while total < size:
+        chunk = f.read(min(CHUNK_BYTES, size - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def read_idx(path) -> np.ndarray:
     """Read one IDX file (gzipped or not) into a numpy array in native byte order.
+
+    Reading is driven by the header: never more than the header's data size (plus one byte to
+    detect trailing data) is decompressed, and headers that claim more than ``MAX_IDX_BYTES``
+    are refused, so a gzip bomb cannot exhaust memory.
 
     Args:
         path: the ``.idx?-ubyte`` file, optionally gzipped (detected by its magic bytes).
@@ -56,8 +91,9 @@ def read_idx(path) -> np.ndarray:
         (60000,) for labels. The data part must hold exactly prod(dims) * itemsize bytes.
 
     Raises:
-        DataError: missing file, bad magic number, unknown type code, or a data size that
-            disagrees with the header (truncated or trailing bytes).
+        DataError: missing file, bad magic number, unknown type code, a data size that
+            disagrees with the header (truncated or trailing bytes), or a header claiming more
+            than ``MAX_IDX_BYTES``.
 
     Example:
         >>> read_idx("mnist/train-labels-idx1-ubyte.gz")[:3]
@@ -66,31 +102,28 @@ def read_idx(path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"IDX file {str(path)!r} does not exist; check the path")
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path} is not an IDX file: its magic number is {raw[:4].hex(' ')!r}, "
-                        "expected '00 00 <type> <ndim>' (e.g. '00 00 08 03' for images)")
-    type_code, ndim = raw[2], raw[3]
-    if type_code not in IDX_DTYPES:
-        raise DataError(f"{path} has IDX type code 0x{type_code:02X}, expected one of "
-                        f"{[f'0x{code:02X}' for code in IDX_DTYPES]} (0x08 = uint8)")
-    if ndim == 0:
-        raise DataError(f"{path} has an IDX header with 0 dimensions; expected at least 1")
-    header_size = 4 + 4 * ndim
-    if len(raw) < header_size:
-        raise DataError(f"{path} is truncated: its header says {ndim} dimensions "
-                        f"({header_size} header bytes) but the file has only {len(raw)} bytes")
-    dims = struct.unpack(f">{ndim}I", raw[4:header_size])
-    dtype = IDX_DTYPES[type_code]
-    expected = math.prod(dims) * dtype.itemsize
-    found = len(raw) - header_size
-    if found != expected:
-        problem = "is truncated" if found < expected else "has trailing bytes"
-        raise DataError(
-            f"{path} {problem}: its header says shape {dims} of {dtype.name} = {expected} data "
-            f"bytes, but {found} were found; download the file again"
-        )
-    values = np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(dims)
+    try:
+        with _open(path) as f:
+            dtype, dims = _read_header(f, path)
+            expected = math.prod(dims) * dtype.itemsize
+            if expected > MAX_IDX_BYTES:
+                raise DataError(f"{path} claims shape {dims} of {dtype.name} = {expected} data "
+                                f"bytes, more than MAX_IDX_BYTES={MAX_IDX_BYTES}; the header is "
+                                "corrupt (or the file is a decompression bomb)")
+            raw = _read_at_most(f, expected + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"cannot decompress {path}: {e}; the download is probably incomplete, "
+                        "delete the file and download it again") from e
+    if len(raw) != expected:
+        problem = "is truncated" if len(raw) < expected else "has trailing bytes"
+        found = f"{len(raw)} were found" if len(raw) < expected else "more were found"
+        raise DataError(f"{path} {problem}: its header says shape {dims} of {dtype.name} = "
+                        f"{expected} data bytes, but {found}; download the file again")
+    try:
+        values = np.frombuffer(raw, dtype=dtype).reshape(dims)
+    except ValueError as e:  # an empty array whose other dimensions are absurd
+        raise DataError(f"{path} has the impossible shape {dims} in its header ({e}); the file "
+                        "is corrupt, download it again") from e
     return values.astype(dtype.newbyteorder("="))
 
 
@@ -126,8 +159,8 @@ def load_idx(images_path, labels_path, class_names=None) -> ImageData:
         raise DataError(f"{images_path} has {len(images)} images but {labels_path} has "
                         f"{len(labels)} labels; the two files must come from the same split")
     if class_names is None:
-        count = int(labels.max()) + 1 if len(labels) else 1
-        class_names = [str(k) for k in range(count)]
+        class_names = index_class_names(int(labels.max()) if len(labels) else 0,
+                                        str(labels_path))
     images_4d = images[:, None, :, :]  # (N, H, W) -> (N, 1, H, W)
     return ImageData(
         torch.from_numpy(np.ascontiguousarray(images_4d)),

@@ -12,7 +12,9 @@ Writing keeps the previous pair as ``prev.*``. The order is: write the new tenso
 (fsync); rename ``last.safetensors`` → ``prev.safetensors``; rename ``last.json`` → ``prev.json``;
 rename the temp file → ``last.safetensors``; write ``last.json`` atomically. Whatever moment a
 process is killed, one JSON file and a tensor file with the hash it names exist, and
-:func:`load_checkpoint` finds that pair (newest first). Nothing is ever unpickled.
+:func:`load_checkpoint` finds that pair (newest first). Nothing is ever unpickled. Temp files
+left behind by a killed writer are removed by the next save; a failed write (disk full) raises
+CheckpointError and leaves the previous pair loadable.
 """
 from __future__ import annotations
 
@@ -149,6 +151,10 @@ def save_checkpoint(folder: str | Path, *, model: torch.nn.Module,
     Returns:
         The path of the JSON file written.
 
+    Raises:
+        CheckpointError: the files could not be written (disk full, ...); the previous
+            checkpoint is left intact and loadable.
+
     Example:
         >>> save_checkpoint("run/checkpoint", model=net, optimizer=opt, epoch=3)  # doctest: +SKIP
     """
@@ -174,16 +180,30 @@ def save_checkpoint(folder: str | Path, *, model: torch.nn.Module,
 
     last_st, last_js = folder / "last.safetensors", folder / "last.json"
     prev_st, prev_js = folder / "prev.safetensors", folder / "prev.json"
-    with atomic_path(last_st) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "cnnkit-checkpoint"})
-        meta["tensors_sha256"] = sha256_file(tmp)
-        text = json.dumps(meta, indent=1) + "\n"  # fail on non-JSON state before touching files
-        if last_st.exists() and last_js.exists():
-            os.replace(last_st, prev_st)
-            os.replace(last_js, prev_js)
-    atomic_write_text(last_js, text)
+    _remove_stale_temps(folder)
+    try:
+        with atomic_path(last_st) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "cnnkit-checkpoint"})
+            meta["tensors_sha256"] = sha256_file(tmp)
+            text = json.dumps(meta, indent=1) + "\n"  # fail on non-JSON state before any rename
+            if last_st.exists() and last_js.exists():
+                os.replace(last_st, prev_st)
+                os.replace(last_js, prev_js)
+        atomic_write_text(last_js, text)
+    except (OSError, SafetensorError) as exc:  # disk full (safetensors reports it as its own
+        # error), quota, permissions: the previous pair is untouched
+        raise CheckpointError(f"could not write the epoch-{epoch} checkpoint in {str(folder)!r} "
+                              f"({exc}); the previous checkpoint there is intact. Free some "
+                              "disk space, then continue with cnnkit train --resume RUN") from exc
     log.info("saved checkpoint epoch %d to %s", epoch, last_js)
     return last_js
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Delete temp files left by a writer that was killed mid-write (one writer per folder)."""
+    for stale in folder.glob(".last.*.tmp"):
+        log.info("removing %s, left by an interrupted checkpoint write", stale)
+        stale.unlink(missing_ok=True)
 
 
 def _try_load(json_path: Path, folder: Path) -> Checkpoint:

@@ -19,7 +19,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 LOSSES = ("cross_entropy", "squared_error", "bce")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 # A small CNN for 8x8 inputs: two 3x3 "same" convs keep 8x8, one 2x2 pool -> 4x4x32 -> fc.
 DEFAULT_MODEL = (
@@ -53,7 +53,8 @@ class TrainConfig:
         model: registry name (``"lenet5"``) or architecture spec string (``"conv(16,3)-relu-..."``).
         input_size: resize images to ``input_size`` × ``input_size`` (None: keep their size).
         epochs: full passes over the training set.
-        batch_size: images per optimizer step.
+        batch_size: images per optimizer step, over all processes together (the global
+            batch: each of N processes loads batch_size / N).
         lr: peak learning rate (the schedule multiplies it by a factor in [0, 1]).
         optimizer: one of ``sgd, adam, adamw, rmsprop, adadelta``.
         momentum: SGD/RMSprop momentum.
@@ -71,9 +72,13 @@ class TrainConfig:
             (``torch.use_deterministic_algorithms``);
             CPU runs are repeatable without it, GPU runs need it (slower).
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
-        precision: ``fp32``, ``bf16`` or ``fp16`` autocast (fp16 only on CUDA, with a grad scaler).
+        precision: ``fp32``, ``bf16`` or ``fp16`` autocast (fp16 only on CUDA, with a grad scaler);
+            ``auto``: bf16 where the device computes it natively (CUDA with bf16, a CPU with
+            AVX512-BF16 or AMX), else fp32 (see :func:`cnnkit.train.device.resolve_precision`).
         channels_last: store activations NHWC (faster convolutions on recent GPUs).
         compile: wrap the model with ``torch.compile``.
+        fused_optimizer: run Adam/AdamW/SGD built from ``optimizer`` with their fused kernel
+            (same update, one pass over memory: faster on CPU and GPU).
         grad_clip: clip the global gradient norm to this value (None: no clipping).
         ema: decay of an exponential moving average of the weights, e.g. 0.999 (None: off).
         tta: evaluate with test-time augmentation (average of the image and its horizontal flip).
@@ -81,6 +86,11 @@ class TrainConfig:
         checkpoint_every: write ``checkpoint/last.*`` every this many epochs (the last epoch
             always writes one).
         out: the run folder (None: ``runs/<data>-<model>`` chosen by the CLI).
+        accumulate_steps: split each step's batch into this many micro-batches, adding up
+            their gradients before one optimizer step (less memory, same result); with
+            several processes the non-final micro-batches skip the gradient all-reduce.
+        sync_bn: in a multi-process CUDA run, BatchNorm statistics over the global batch
+            (``torch.nn.SyncBatchNorm``); ignored in one process, skipped with a warning on CPU.
 
     Example:
         >>> cfg = TrainConfig(epochs=3, lr=1e-3)
@@ -111,12 +121,15 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
+    fused_optimizer: bool = True
     grad_clip: float | None = None
     ema: float | None = None
     tta: bool = False
     early_stopping: int | None = None
     checkpoint_every: int = 1
     out: str | None = None
+    accumulate_steps: int = 1
+    sync_bn: bool = False
 
     def __post_init__(self):
         for name in ("data", "model", "augment"):
@@ -129,6 +142,7 @@ class TrainConfig:
         check_positive_int(self.epochs, "epochs")
         check_positive_int(self.batch_size, "batch_size")
         check_positive_int(self.checkpoint_every, "checkpoint_every")
+        check_positive_int(self.accumulate_steps, "accumulate_steps")
         if self.input_size is not None:
             check_positive_int(self.input_size, "input_size")
         if self.early_stopping is not None:

@@ -26,6 +26,7 @@ from torch import nn
 from cnnkit.train.batches import TensorBatches
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.config import TrainConfig
+from cnnkit.train.device import use_fused_optimizer
 from cnnkit.train.losses import get_loss
 from cnnkit.train.optimizers import build_optimizer
 from cnnkit.train.outputs import predict_proba
@@ -177,24 +178,27 @@ class KerasModelMixin:
         self.train(was_training)
 
     def _trainer(self, *, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
-                 callbacks: Sequence[Callback] = (), seed: int = 0) -> Trainer:
+                 callbacks: Sequence[Callback] = (), seed: int = 0,
+                 precision: str = "fp32") -> Trainer:
         compiled = self._compiled()
         if compiled.built_optimizer is None:
             opt = compiled.optimizer
             if isinstance(opt, str):
                 opt = build_optimizer(opt, self.parameters())
+                use_fused_optimizer(opt)  # same update, one pass over memory
             elif not isinstance(opt, torch.optim.Optimizer):
                 opt = opt(self.parameters())
             compiled.built_optimizer = opt
         config = TrainConfig(epochs=epochs, batch_size=batch_size, schedule="constant",
-                             device=str(self._device()), val_split=0.0, seed=seed)
+                             device=str(self._device()), val_split=0.0, seed=seed,
+                             precision=precision)
         return Trainer(self, config, optimizer=compiled.built_optimizer, loss=compiled.loss,
                        callbacks=callbacks, progress=None if verbose else False)
 
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1,
             verbose: int | str = 1, callbacks: Sequence[Callback] | None = None,
             validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
-            seed: int = 0) -> History:
+            seed: int = 0, precision: str = "auto") -> History:
         """Train like Keras; returns a ``History`` whose ``.history`` has ``loss``, ``accuracy``,
         ``val_loss``, ``val_accuracy`` lists.
 
@@ -210,6 +214,10 @@ class KerasModelMixin:
             validation_data: ``(x_val, y_val)`` or an iterable of batches.
             shuffle: reshuffle each epoch (order from ``seed`` and the epoch).
             seed: seed of the shuffling.
+            precision: how the forward pass computes (not in Keras): ``"auto"`` (default) is
+                bf16 autocast where the device has native bf16 (a CPU with AVX512-BF16/AMX, a
+                recent GPU), which trains the tutorial CNN about 1.5–2× faster at the same
+                accuracy (bench/tutorial_mnist.py); ``"fp32"`` keeps every op in float32.
 
         Raises:
             ValueError: not compiled, bad shapes, or validation_split outside [0, 1).
@@ -238,7 +246,8 @@ class KerasModelMixin:
         first = next(iter(train))[0]
         self._build(first)
         trainer = self._trainer(batch_size=batch_size, epochs=epochs, verbose=int(bool(verbose)),
-                                callbacks=list(callbacks or ()), seed=seed)
+                                callbacks=list(callbacks or ()), seed=seed,
+                                precision=precision)
         history = trainer.fit(train, val, epochs=epochs)
         for epoch, loss in zip(history.epoch, history.history["loss"]):
             log.info("epoch %d/%d: loss %.4f", epoch, epochs, loss)

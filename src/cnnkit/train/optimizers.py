@@ -21,6 +21,32 @@ OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adadelta": 1.0}
 
 
+def trainable_param_groups(params: Iterable) -> list[dict]:
+    """Parameter groups holding only the parameters with ``requires_grad`` (empty groups dropped).
+
+    Args:
+        params: parameters, or parameter-group dicts (``{"params": [...], "lr": ...}``).
+
+    Raises:
+        ValueError: every parameter is frozen.
+    """
+    items = list(params)
+    groups = [dict(g) for g in items] if items and isinstance(items[0], dict) else [
+        {"params": items}]
+    total = 0
+    for group in groups:
+        group_params = group["params"]
+        group_params = [group_params] if isinstance(group_params, torch.Tensor) else group_params
+        group["params"] = [p for p in group_params if p.requires_grad]
+        total += len(group_params)
+    kept = [g for g in groups if g["params"]]
+    if not kept:
+        raise ValueError(f"every one of the {total} parameters is frozen (requires_grad=False), "
+                         "so there is nothing to optimise; unfreeze some layers first "
+                         "(cnnkit.transfer_learning.unfreeze)")
+    return kept
+
+
 def build_optimizer(name: str, params: Iterable, *, lr: float | None = None,
                     momentum: float = 0.0, nesterov: bool = False,
                     weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -28,14 +54,17 @@ def build_optimizer(name: str, params: Iterable, *, lr: float | None = None,
 
     Args:
         name: ``sgd``, ``adam``, ``adamw``, ``rmsprop`` or ``adadelta`` (case-insensitive).
-        params: the model's parameters (or parameter groups).
+        params: the model's parameters (or parameter groups). Frozen parameters
+            (``requires_grad=False``) are left out, so they get no optimizer state and no
+            weight decay; groups left empty are dropped.
         lr: learning rate; None takes Keras' default for that optimizer.
         momentum: SGD and RMSprop only (ignored by the Adam family, which has its own betas).
         nesterov: SGD only; needs ``momentum > 0``.
         weight_decay: L2 penalty (decoupled weight decay for AdamW).
 
     Raises:
-        ValueError: unknown name (with a suggestion), negative values, or Nesterov without momentum.
+        ValueError: unknown name (with a suggestion), negative values, Nesterov without
+            momentum, or no trainable parameter at all.
 
     Example:
         >>> opt = build_optimizer("sgd", torch.nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9)
@@ -58,6 +87,7 @@ def build_optimizer(name: str, params: Iterable, *, lr: float | None = None,
     if nesterov and (key != "sgd" or momentum <= 0):
         raise ValueError(f"nesterov=True needs optimizer='sgd' with momentum > 0, got "
                          f"optimizer={name!r}, momentum={momentum!r}")
+    params = trainable_param_groups(params)
     cls = OPTIMIZER_CLASSES[key]
     if key == "sgd":
         return cls(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from torch import nn
 
 from cnnkit._checks import format_shape_hwc
 from cnnkit.errors import CheckpointError
+from cnnkit.train import distributed
 from cnnkit.train import run_folder as rf
 from cnnkit.train.callbacks import Callback, EarlyStopping, JSONLinesLogger
 from cnnkit.train.checkpoint import load_checkpoint
@@ -98,8 +99,13 @@ class _SetAugmentEpoch(Callback):
         self.augment.set_epoch(epoch - 1)
 
 
+def default_run_folder() -> Path:
+    """Where a run goes without ``out``: ``runs/run-<date>-<time>``."""
+    return Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+
+
 def _prepare_out(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
-    out = Path(config.out) if config.out else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    out = Path(config.out) if config.out else default_run_folder()
     has_run = (out / rf.CONFIG_FILE).exists() or (out / rf.CHECKPOINT_DIR).exists()
     if has_run and not resume and not overwrite:
         raise ValueError(f"run folder {str(out)!r} already holds a run; continue it with "
@@ -110,7 +116,9 @@ def _prepare_out(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
 
 def train(config: TrainConfig | None = None, *, resume: str | Path | None = None,
           callbacks: Iterable[Callback] = (), progress: bool | None = None,
-          overwrite: bool = False) -> RunResult:
+          overwrite: bool = False,
+          model_builder: Callable[[int, tuple[int, int, int]], nn.Module] | None = None
+          ) -> RunResult:
     """Run a whole training job from a config and write its run folder.
 
     Args:
@@ -119,6 +127,9 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         callbacks: extra callbacks (after the run folder's own logger).
         progress: show a progress bar (None: on a terminal only).
         overwrite: allow writing into a folder that already holds a run.
+        model_builder: ``(num_classes, input_shape (C, H, W)) -> model`` used instead of
+            building ``config.model`` (transfer learning starts from a pretrained model); the
+            model needs an ``architecture`` so the run folder can rebuild it.
 
     Returns:
         A :class:`RunResult` with the run folder, the trained model and the final metrics.
@@ -140,7 +151,10 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         config = TrainConfig.from_dict({**rf.read_json(run / rf.CONFIG_FILE), "out": str(run)})
         checkpoint = load_checkpoint(run / rf.CHECKPOINT_DIR)
     config = config or TrainConfig()
+    # Under torchrun: join the process group; rank 0 alone writes files (distributed.py).
+    ctx = distributed.init_from_env()
     out = _prepare_out(config, resume is not None, overwrite)
+    distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     seed_everything(config.seed)
 
     from cnnkit.data.loader import InMemoryLoader
@@ -152,37 +166,58 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     class_names = list(splits.train.class_names)
     input_shape = tuple(splits.train.images.shape[1:])  # (N, C, H, W) -> (C, H, W)
     normalization = Normalization.fit(splits.train.images)
-    model = build_model(config.model, num_classes=len(class_names), input_shape=input_shape)
+    if model_builder is not None:
+        model = model_builder(len(class_names), input_shape)
+    else:
+        model = build_model(config.model, num_classes=len(class_names), input_shape=input_shape)
+    # Models that set themselves up from data (airbench's frozen patch-whitening conv) do it
+    # here, before the optimizer sees which parameters are trainable; resume then overwrites
+    # the weights from the checkpoint.
+    from cnnkit.train.recipes import prepare_model
+
+    prepare_model(model, normalization.apply(splits.train.images[:5000]))
     log.info("data %s: %d train images %s, %d classes; model %s", config.data,
              len(splits.train), format_shape_hwc(input_shape), len(class_names), config.model)
 
     if resume is None:
         config = config.replace(out=str(out))
+    if ctx.is_main and resume is None:
         rf.write_json(out / rf.CONFIG_FILE, config.to_dict())
         rf.write_json(out / rf.MODEL_FILE, rf.model_metadata(model, class_names, normalization,
                                                              input_shape))
         rf.write_summary(out, model, input_shape)
-    else:
+    elif ctx.is_main:
         rf.truncate_metrics(out, checkpoint.epoch)
 
-    trainer_device = resolve_device(config.device)
-    own_callbacks: list[Callback] = [JSONLinesLogger(out / rf.METRICS_FILE,
-                                                     append=resume is not None)]
+    trainer_device = distributed.local_device(resolve_device(config.device), ctx)
+    own_callbacks: list[Callback] = []
+    if ctx.is_main:
+        own_callbacks.append(JSONLinesLogger(out / rf.METRICS_FILE, append=resume is not None))
     augment = None
     if config.augment.strip():
-        augment = EpochAugment(config.augment, num_classes=len(class_names), seed=config.seed)
+        # Each rank draws its own augmentations (seeds differ by rank).
+        augment = EpochAugment(config.augment, num_classes=len(class_names),
+                               seed=config.seed + 1_000_003 * ctx.rank)
         own_callbacks.append(_SetAugmentEpoch(augment))
     if config.early_stopping:
         monitor = "val_loss" if splits.val is not None else "loss"
         own_callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping))
 
     def loader(data, *, shuffle: bool, aug=None):
-        return InMemoryLoader(data, batch_size=config.batch_size, shuffle=shuffle,
-                              seed=config.seed, device=trainer_device,
+        # Several processes: each evaluates its own unpadded shard (metrics are all-reduced).
+        return InMemoryLoader(distributed.shard_data(data, ctx), batch_size=config.batch_size,
+                              shuffle=shuffle, seed=config.seed, device=trainer_device,
                               normalization=normalization, augment=aug,
                               channels_last=config.channels_last)
 
-    train_loader = loader(splits.train, shuffle=True, aug=augment)
+    # Training: rank r takes every world_size-th index of the epoch's permutation, B/world_size
+    # per step, so the ranks' batches at step t together are the one-process batch t.
+    train_loader = InMemoryLoader(
+        splits.train, batch_size=distributed.per_rank_batch_size(config.batch_size,
+                                                                 ctx.world_size),
+        shuffle=True, seed=config.seed, device=trainer_device, normalization=normalization,
+        augment=augment, channels_last=config.channels_last, rank=ctx.rank,
+        world_size=ctx.world_size)
     val_loader = loader(splits.val, shuffle=False) if splits.val is not None else None
     trainer = Trainer(model, config, callbacks=[*own_callbacks, *callbacks],
                       checkpoint_dir=out / rf.CHECKPOINT_DIR, progress=progress,
@@ -191,7 +226,8 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
                           resume_from=out / rf.CHECKPOINT_DIR if resume is not None else None)
 
     final = trainer.eval_model
-    rf.save_weights(final, out / rf.WEIGHTS_FILE)
+    if ctx.is_main:
+        rf.save_weights(final, out / rf.WEIGHTS_FILE)
     results: dict[str, Any] = {"epochs": trainer.epoch, "global_step": trainer.global_step}
     if history.epoch:
         results.update({k: v[-1] for k, v in history.history.items()})
@@ -199,6 +235,8 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         test = trainer.evaluate(loader(splits.test, shuffle=False), confusion=True)
         results.update({f"test_{k}": v for k, v in test.items() if k != "confusion_matrix"})
         results["test_confusion_matrix"] = test["confusion_matrix"].tolist()
-    rf.write_json(out / rf.RESULTS_FILE, results)
-    rf.write_curves(out)
+    if ctx.is_main:
+        rf.write_json(out / rf.RESULTS_FILE, results)
+        rf.write_curves(out)
+    distributed.barrier()  # no rank leaves the group while rank 0 still writes
     return RunResult(out, final, history, results, class_names)

@@ -17,17 +17,18 @@ executes code from the folder.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from cnnkit._checks import format_shape_hwc
@@ -48,15 +49,63 @@ CHECKPOINT_DIR = "checkpoint"
 
 
 # ---------------------------------------------------------------------------- weights
+class CorruptWeightsError(CheckpointError):
+    """A weights file that is truncated, damaged, or does not match its stored digest."""
+
+
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """Hex SHA-256 of named tensors: names, dtypes, shapes and bytes, in sorted name order.
+
+    Stored in the metadata of ``weights.safetensors`` so that a flipped bit anywhere in the
+    tensor data (which safetensors itself cannot see) is caught on load.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # any dtype -> raw bytes
+    return digest.hexdigest()
+
+
 def save_weights(model: nn.Module, path: str | Path) -> None:
-    """Write ``model.state_dict()`` to a safetensors file, atomically."""
+    """Write ``model.state_dict()`` to a safetensors file (with its digest), atomically.
+
+    Raises:
+        CheckpointError: the file could not be written (disk full, ...); a previous file at
+            ``path`` is left intact.
+    """
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "cnnkit-weights"})
+    metadata = {"format": "cnnkit-weights", "tensors_sha256": tensors_digest(tensors)}
+    try:
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"could not write the weights to {str(path)!r} ({exc}); any "
+                              "previous file there is intact. Free some disk space and try "
+                              "again") from exc
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, checked against the digest in its metadata."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise CorruptWeightsError(f"weights file {str(path)!r} is corrupt ({exc})") from None
+    want = metadata.get("tensors_sha256")
+    if want is not None and tensors_digest(tensors) != want:
+        raise CorruptWeightsError(f"weights file {str(path)!r} is corrupt: its tensors do not "
+                                  "match the SHA-256 stored when it was written (damaged on "
+                                  "disk or in transfer)")
+    return tensors
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a safetensors file written by :func:`save_weights` into ``model`` (strict).
+
+    Only the safetensors format is read (never a pickle); the tensors are checked against the
+    SHA-256 digest that :func:`save_weights` stores in the file's metadata.
 
     Raises:
         CheckpointError: missing or corrupt file, or weights that do not fit the model.
@@ -64,10 +113,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {str(path)!r} does not exist")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"weights file {str(path)!r} is corrupt ({exc})") from None
+    tensors = _read_weights(path)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
@@ -104,11 +150,20 @@ def model_metadata(model: nn.Module, class_names: Sequence[str], normalization,
 
 
 def read_metrics(run: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch records of ``RUN/metrics.jsonl`` (empty list if there are none)."""
+    """The per-epoch records of ``RUN/metrics.jsonl`` (empty list if there are none).
+
+    Every record is written as one line ending in a newline; a last line without it was cut
+    short (the process was killed mid-write) and is dropped, so that the run can resume.
+    """
     path = Path(run) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        log.warning("dropping the last line of %s: it was cut short (%r)", path, lines[-1][:60])
+        lines = lines[:-1]
+    return [json.loads(line) for line in lines if line]
 
 
 def truncate_metrics(run: str | Path, last_epoch: int) -> None:
@@ -244,7 +299,14 @@ def load_run(path: str | Path, *, model: nn.Module | None = None,
             raise CheckpointError(f"{str(run / MODEL_FILE)!r} has no architecture (the model was "
                                   "a plain nn.Module); pass model=<an instance> to load_run")
         model = _build(meta["architecture"])
-    load_weights(model, run / WEIGHTS_FILE)
+    try:
+        load_weights(model, run / WEIGHTS_FILE)
+    except CorruptWeightsError as exc:
+        if not (run / CHECKPOINT_DIR / "last.json").is_file():
+            raise
+        raise CheckpointError(f"{exc}; the run's last checkpoint is in "
+                              f"{str(run / CHECKPOINT_DIR)!r}: rewrite the weights from it with "
+                              f"'cnnkit train --resume {run}'") from None
     model.to(device).eval()
     normalization = None
     if meta.get("normalization") is not None:

@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cnnkit.errors import TrainingError
+from cnnkit.train import distributed
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from cnnkit.train.config import TrainConfig
-from cnnkit.train.device import resolve_device, resolve_precision
+from cnnkit.train.device import (resolve_device, resolve_precision,
+                                 use_fused_optimizer)
 from cnnkit.train.losses import get_loss
 from cnnkit.train.metrics import MetricAccumulator
 from cnnkit.train.optimizers import build_optimizer
@@ -108,7 +111,8 @@ class Trainer:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.config = config or TrainConfig()
-        self.device = resolve_device(self.config.device)
+        self.dist = distributed.current()  # rank / world size (one process: rank 0 of 1)
+        self.device = distributed.local_device(resolve_device(self.config.device), self.dist)
         self.precision = resolve_precision(self.config.precision, self.device)
         if self.config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -116,7 +120,9 @@ class Trainer:
         self.model = model.to(self.device)
         if self.config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if self.config.compile else self.model
+        # Several processes: DDP all-reduces the gradients; self.model stays the plain module.
+        trained = distributed.wrap_model(self.model, self.dist, sync_bn=self.config.sync_bn)
+        self.forward = torch.compile(trained) if self.config.compile else trained
         self.output_kind = output_kind(model)
         self.loss_fn = get_loss(loss if loss is not None else self.config.loss,
                                 label_smoothing=self.config.label_smoothing,
@@ -128,6 +134,8 @@ class Trainer:
         self.optimizer = optimizer or build_optimizer(
             c.optimizer, self.model.parameters(), lr=c.lr, momentum=c.momentum,
             nesterov=c.nesterov, weight_decay=c.weight_decay)
+        if optimizer is None and c.fused_optimizer:
+            use_fused_optimizer(self.optimizer)
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision.use_scaler else None
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(c.ema),
@@ -149,6 +157,11 @@ class Trainer:
     def eval_model(self) -> nn.Module:
         """The model used for evaluation and the final weights (the EMA copy when enabled)."""
         return self.ema.module if self.ema is not None else self.model
+
+    @property
+    def _eval_forward(self) -> Callable:
+        # DDP's forward may broadcast buffers (a collective): evaluate the plain module instead.
+        return self.forward if self.ema is None and not self.dist.enabled else self.eval_model
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor | None):
         x = x.to(self.device, non_blocking=True)
@@ -179,19 +192,48 @@ class Trainer:
                                         total_steps=max(1, steps_per_epoch * epochs),
                                         warmup_steps=min(warmup, steps_per_epoch * epochs))
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _backward(self, x: torch.Tensor, y: torch.Tensor,
+                  weight: float) -> tuple[torch.Tensor, torch.Tensor]:
         with self.precision.autocast(self.device):
             out = self.forward(x)
         loss = self.loss_fn(out.float(), y)
+        scaled = loss * weight if weight != 1.0 else loss
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        return loss.detach(), out.detach()
+
+    def _forward_backward(self, x: torch.Tensor,
+                          y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of the batch's mean loss, in ``config.accumulate_steps`` micro-batches.
+
+        Each micro-batch's mean loss is weighted by its share of the batch, so the summed
+        gradient equals the whole batch's; under DDP only the last micro-batch all-reduces.
+
+        Shape:
+            x (B, C, H, W), y (B,) or (B, K) -> mean loss (), outputs (B, K).
+        """
+        steps = self.config.accumulate_steps
+        if steps == 1:
+            return self._backward(x, y, 1.0)
+        chunks = [(xc, yc) for xc, yc in zip(x.tensor_split(steps), y.tensor_split(steps))
+                  if len(xc)]
+        losses, outs = [], []
+        for i, (xc, yc) in enumerate(chunks):
+            weight = len(xc) / len(x)
+            with distributed.no_sync(self.forward) if i < len(chunks) - 1 else nullcontext():
+                loss, out = self._backward(xc, yc, weight)
+            losses.append(loss * weight)
+            outs.append(out)
+        return torch.stack(losses).sum(), torch.cat(outs)
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, out = self._forward_backward(x, y)
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             if self.config.grad_clip:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            loss.backward()
             if self.config.grad_clip:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
             self.optimizer.step()
@@ -201,7 +243,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.global_step += 1
-        return loss.detach(), out.detach()
+        return loss, out
 
     def train_epoch(self, loader: Iterable, epoch: int, epochs: int) -> dict[str, float]:
         """Run one epoch over ``loader``; return ``{"loss", "accuracy", "images_per_s"}``.
@@ -212,7 +254,8 @@ class Trainer:
         self.model.train()
         metrics = MetricAccumulator(top_k=self.top_k)
         total = len(loader) if hasattr(loader, "__len__") else None
-        bar = EpochProgress(total, epoch, epochs, enabled=self.progress)
+        bar = EpochProgress(total, epoch, epochs, enabled=self.progress if self.dist.is_main
+                            else False)
         try:
             for x, y in loader:
                 x, y = self._to_device(x, y)
@@ -227,10 +270,11 @@ class Trainer:
                     self._call("on_batch_end", self.global_step, running)
         finally:
             bar.close()
+        distributed.reduce_metrics(metrics)  # over every rank's images
         logs = metrics.compute()
         if not math.isfinite(logs["loss"]):
             raise self._diverged(logs["loss"], epoch)
-        logs["images_per_s"] = bar.images_per_second()
+        logs["images_per_s"] = bar.images_per_second() * self.dist.world_size
         return logs
 
     # ------------------------------------------------------------------ evaluation
@@ -253,7 +297,7 @@ class Trainer:
         was_training = model.training
         model.eval()
         metrics = MetricAccumulator(confusion=confusion, top_k=self.top_k)
-        forward = self.forward if self.ema is None else model
+        forward = self._eval_forward
         try:
             for x, y in loader:
                 x, y = self._to_device(x, y)
@@ -262,6 +306,7 @@ class Trainer:
                 metrics.update(self.loss_fn(out.float(), y), out.float(), y)
         finally:
             model.train(was_training)
+        distributed.reduce_metrics(metrics)  # each rank evaluated its shard: sum them
         logs: dict[str, Any] = metrics.compute()
         if confusion and metrics.count:
             logs["confusion_matrix"] = metrics.confusion()
@@ -277,18 +322,25 @@ class Trainer:
             (N, K) float32 on the CPU.
         """
         tta = self.config.tta if tta is None else tta
-        forward = self.forward if self.ema is None else self.eval_model
+        forward = self._eval_forward
         return predict_proba(self.eval_model, batches, device=self.device, tta=tta,
                              forward=forward,
                              autocast=lambda: self.precision.autocast(self.device))
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
-        """Write the resumable state to ``checkpoint_dir`` (history included)."""
+        """Write the resumable state to ``checkpoint_dir`` (history included).
+
+        In a multi-process run only rank 0 writes (all ranks hold the same weights); the
+        weights are the plain module's, so any number of processes can resume them.
+        """
         if self.checkpoint_dir is None:
             raise ValueError("this Trainer has no checkpoint_dir; create it with "
                              "Trainer(..., checkpoint_dir='run/checkpoint')")
         extra = {**self.checkpoint_extra, "history": self.history.to_dict()}
+        if not self.dist.is_main:
+            self.last_checkpoint_epoch = self.epoch
+            return self.checkpoint_dir / "last.json"
         path = save_checkpoint(self.checkpoint_dir, model=self.model, optimizer=self.optimizer,
                                scheduler=self.scheduler, ema=self.ema, scaler=self.scaler,
                                epoch=self.epoch, global_step=self.global_step, extra=extra)

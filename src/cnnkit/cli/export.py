@@ -1,0 +1,49 @@
+"""``cnnkit export RUN --format onnx|torchscript|torch.export [--out FILE]``: verified exports."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cnnkit.export import FORMATS
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export", allow_abbrev=False,
+        help="export a trained run to ONNX, TorchScript or torch.export (verified)",
+        description="Write a trained run as a self-contained model file: it takes raw uint8 "
+                    "pixels (N, C, H, W) with any N, applies the run's normalisation itself and "
+                    "returns logits (N, K). The file is checked against PyTorch on several "
+                    "batch sizes; if the outputs differ, nothing is written and the command "
+                    "fails. ONNX files carry the class names and normalisation in their "
+                    "metadata ('cnnkit' key).",
+        epilog="examples:\n  cnnkit export runs/digits --format onnx\n"
+               "  cnnkit export runs/digits --format torchscript --out digits.pt",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", metavar="RUN", help="run folder written by cnnkit train")
+    p.add_argument("--format", choices=list(FORMATS), default="onnx",
+                   help="file format (default onnx)")
+    p.add_argument("--out", metavar="FILE", default=None,
+                   help="file to write (default RUN/model.onnx, RUN/model.pt or RUN/model.pt2)")
+    p.add_argument("--input-dtype", choices=("uint8", "float32"), default="uint8",
+                   help="input pixels: uint8 0-255 (default) or float32 0-1")
+    p.add_argument("--no-fold-normalization", action="store_true",
+                   help="export the bare network: its input must be normalised float32")
+    p.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset version (default 18; ONNX only)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnkit.export import export
+
+    out = Path(args.out) if args.out else Path(args.run) / f"model{FORMATS[args.format]}"
+    options = {"fold_normalization": not args.no_fold_normalization,
+               "input_dtype": args.input_dtype}
+    if args.opset is not None:
+        if args.format != "onnx":
+            raise ValueError(f"--opset applies to --format onnx only, got --format {args.format!r}")
+        options["opset"] = args.opset
+    path = export(args.run, out, format=args.format, **options)
+    print(f"wrote {path} ({args.format}, verified against PyTorch)")
+    return 0

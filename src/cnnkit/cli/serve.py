@@ -1,0 +1,57 @@
+"""``cnnkit serve RUN [--host 127.0.0.1 --port 8000]``: the prediction server and web page."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve", allow_abbrev=False,
+        help="serve a trained run over HTTP, with a web page to draw or upload images",
+        description="Start an HTTP server (FastAPI + uvicorn) for a trained run: POST /predict "
+                    "(multipart upload, JSON base64 or pixel array, or a batch), POST "
+                    "/features, GET /health, GET /model, the OpenAPI page at /docs and a web "
+                    "page at / that shows the class probabilities and every layer's feature "
+                    "maps as you draw. Requests are batched dynamically.",
+        epilog="example:\n  cnnkit serve runs/digits --port 8000   # then open "
+               "http://127.0.0.1:8000/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", metavar="RUN", help="run folder written by cnnkit train")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--max-batch", type=int, default=32,
+                   help="most images per forward pass (default 32)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="longest wait for a batch to fill, in ms (default 5)")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds a request may wait for its prediction before 504 (default 10)")
+    p.add_argument("--max-upload-mb", type=float, default=8.0,
+                   help="largest request body in MiB (default 8)")
+    p.add_argument("--max-pixels", type=int, default=16_000_000,
+                   help="largest image, width x height, checked before decoding (default 16e6)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from cnnkit.serve import BatchConfig, ServeConfig, ServeLimits, create_app
+    except ImportError as error:
+        raise ValueError(f"cnnkit serve needs the serve extra ({error}); install it with "
+                         "pip install 'cnnkit[serve]'") from None
+
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be in 1..65535, got {args.port!r}")
+    if not args.max_upload_mb > 0:
+        raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb!r}")
+    config = ServeConfig(
+        limits=ServeLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                           max_pixels=args.max_pixels),
+        batch=BatchConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                          timeout_s=args.timeout))
+    app = create_app(args.run, config)
+    print(f"serving {args.run} on http://{args.host}:{args.port}/ (Ctrl+C to stop)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

@@ -1,0 +1,36 @@
+"""Export trained models to ONNX, TorchScript and ``torch.export`` files, each verified.
+
+Every exported file takes raw pixels (uint8 0–255, (N, C, H, W), any N) and returns logits
+(N, K): the run's normalisation is folded in (:mod:`cnnkit.export.wrapper`). Each export is
+checked against PyTorch on several batch sizes and fails with :class:`ExportError` (and no file)
+when the outputs differ. The run folder (safetensors + JSON, ``cnnkit.load``) remains the
+native format; these files are for other runtimes.
+
+Example:
+    >>> from cnnkit.export import export_onnx
+    >>> export_onnx("runs/digits", "digits.onnx")  # doctest: +SKIP
+"""
+from cnnkit.export.errors import ExportError
+from cnnkit.export.onnx import export_onnx, onnx_session, read_onnx_metadata, verify_onnx
+from cnnkit.export.torchscript import export_program, export_torchscript
+from cnnkit.export.wrapper import PreprocessedModel
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "torch.export": ".pt2"}
+
+
+def export(run_or_loaded, path, *, format: str = "onnx", **kwargs):  # noqa: A002 - CLI's name
+    """Export in ``format`` (a key of :data:`FORMATS`); kwargs go to the format's function.
+
+    Raises:
+        ValueError: an unknown format.
+    """
+    functions = {"onnx": export_onnx, "torchscript": export_torchscript,
+                 "torch.export": export_program}
+    if format not in functions:
+        raise ValueError(f"format must be one of {sorted(functions)}, got {format!r}")
+    return functions[format](run_or_loaded, path, **kwargs)
+
+
+__all__ = ["FORMATS", "ExportError", "PreprocessedModel", "export", "export_onnx",
+           "export_program", "export_torchscript", "onnx_session", "read_onnx_metadata",
+           "verify_onnx"]

@@ -1,0 +1,160 @@
+"""ONNX export with the normalisation folded in, a dynamic batch axis, and verification.
+
+The exported graph has one input ``"images"`` (N, C, H, W) — uint8 0–255 pixels by default, see
+:mod:`cnnkit.export.wrapper` — and one output ``"logits"`` (N, K). Its ``metadata_props`` hold
+``cnnkit`` (a JSON object: class names, input shape and dtype, normalisation) so the file is
+self-describing. ``torch.onnx.export(..., dynamo=True)`` (the torch.export-based exporter, the
+default since PyTorch 2.9; it needs ``onnxscript``) writes it, and :func:`verify_onnx` runs
+onnxruntime on several batch sizes and compares with PyTorch before the file is trusted.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from cnnkit.export.errors import ExportError
+from cnnkit.export.verify import DEFAULT_ATOL, DEFAULT_RTOL, check_close
+from cnnkit.export.wrapper import (PreprocessedModel, export_metadata, resolve_loaded,
+                                   sample_inputs)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 18
+METADATA_KEY = "cnnkit"
+VERIFY_BATCH_SIZES = (1, 3, 8)
+
+
+def export_onnx(run_or_loaded, path, *, fold_normalization: bool = True,
+                input_dtype: str = "uint8", opset: int = DEFAULT_OPSET,
+                verify: bool = True) -> Path:
+    """Write a trained model as ONNX (dynamic batch, class names in the metadata) and verify it.
+
+    Args:
+        run_or_loaded: a run folder or a ``LoadedModel`` (``cnnkit.load(RUN)``).
+        path: the ``.onnx`` file to write (its folder is created).
+        fold_normalization: apply the run's normalisation inside the graph (recommended); False
+            exports the bare network, whose input must be normalised float32.
+        input_dtype: ``"uint8"`` (0–255 pixels) or ``"float32"`` (0–1 pixels).
+        opset: the ONNX opset version (18 or later for the dynamo exporter).
+        verify: run :func:`verify_onnx` and delete the file if it fails.
+
+    Shape:
+        graph input ``images`` (N, C, H, W) -> output ``logits`` (N, K); N is dynamic.
+
+    Raises:
+        ExportError: the exporter failed, or onnxruntime's outputs differ from PyTorch's.
+        ValueError: a bad ``input_dtype``.
+
+    Example:
+        >>> export_onnx("runs/digits", "digits.onnx")  # doctest: +SKIP
+        PosixPath('digits.onnx')
+    """
+    import onnx
+
+    loaded = resolve_loaded(run_or_loaded)
+    wrapped = PreprocessedModel(loaded, input_dtype=input_dtype,
+                                fold_normalization=fold_normalization).eval()
+    metadata = export_metadata(loaded, input_dtype, fold_normalization)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = sample_inputs(loaded.input_shape, 2, metadata["input_dtype"])
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            program = torch.onnx.export(
+                wrapped, (example,), dynamo=True, opset_version=opset, verbose=False,
+                input_names=["images"], output_names=["logits"],
+                dynamic_shapes={"x": {0: batch}}, external_data=False)
+    except Exception as error:  # the exporter raises many types; all mean "no file"
+        raise ExportError(f"torch.onnx.export failed for {type(loaded.model).__name__}: "
+                          f"{type(error).__name__}: {error}") from error
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(metadata)})
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save(proto, tmp)
+    os.replace(tmp, path)
+    if verify:
+        try:
+            verify_onnx(path, loaded, fold_normalization=fold_normalization,
+                        input_dtype=input_dtype)
+        except ExportError:
+            path.unlink(missing_ok=True)
+            raise
+    logger.info("wrote %s (%d classes, input %s %s)", path, len(loaded.class_names),
+                metadata["input_dtype"], loaded.input_shape)
+    return path
+
+
+def read_onnx_metadata(path) -> dict:
+    """The ``cnnkit`` metadata of an exported ONNX file (class names, input, normalisation).
+
+    Raises:
+        ExportError: the file has no cnnkit metadata.
+    """
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    if METADATA_KEY not in props:
+        raise ExportError(f"{str(path)!r} has no {METADATA_KEY!r} metadata; export it with "
+                          "cnnkit export RUN --format onnx")
+    return json.loads(props[METADATA_KEY])
+
+
+def onnx_session(path, *, threads: int | None = None):
+    """An onnxruntime CPU ``InferenceSession`` for ``path`` (``threads``: intra-op threads)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def verify_onnx(path, run_or_loaded, *, fold_normalization: bool = True,
+                input_dtype: str = "uint8", batch_sizes=VERIFY_BATCH_SIZES,
+                rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL) -> float:
+    """Run onnxruntime on random inputs of several batch sizes and compare with PyTorch.
+
+    Args:
+        path: the exported ``.onnx`` file.
+        run_or_loaded: the run folder or ``LoadedModel`` it was exported from.
+        fold_normalization, input_dtype: as given to :func:`export_onnx`.
+        batch_sizes: batch sizes to try (checks the dynamic batch axis).
+        rtol, atol: tolerance on the logits (``numpy.allclose``).
+
+    Returns:
+        The largest absolute difference seen.
+
+    Raises:
+        ExportError: onnxruntime cannot load or run the file, or the outputs differ.
+    """
+    loaded = resolve_loaded(run_or_loaded)
+    wrapped = PreprocessedModel(loaded, input_dtype=input_dtype,
+                                fold_normalization=fold_normalization).eval()
+    try:
+        session = onnx_session(path)
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise ExportError(f"onnxruntime cannot load {str(path)!r}: {error}") from error
+    dtype = wrapped.input_dtype
+    worst = 0.0
+    for seed, batch_size in enumerate(batch_sizes):
+        x = sample_inputs(loaded.input_shape, batch_size, dtype, seed=seed)
+        with torch.inference_mode():
+            expected = wrapped(x).numpy()
+        try:
+            (actual,) = session.run(["logits"], {"images": x.numpy()})
+        except Exception as error:
+            raise ExportError(f"onnxruntime failed on {str(path)!r} with batch size "
+                              f"{batch_size}: {error}") from error
+        worst = max(worst, check_close(expected, actual, rtol=rtol, atol=atol,
+                                       what=f"ONNX {str(path)!r} at batch size {batch_size}"))
+    logger.info("verified %s: max |onnxruntime - torch| = %.3g", path, worst)
+    return worst

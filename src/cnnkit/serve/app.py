@@ -1,0 +1,302 @@
+"""The prediction server: a FastAPI app around one trained run.
+
+Endpoints (the OpenAPI description is at ``/openapi.json``, browsable at ``/docs``):
+
+* ``POST /predict``: one image or a batch (multipart ``file`` fields, JSON, or a raw
+  ``image/*`` body; see :mod:`cnnkit.serve.decode`) -> the ``top_k`` classes with
+  probabilities. Requests from all clients are grouped into batched forward passes
+  (:mod:`cnnkit.serve.batching`).
+* ``POST /features``: one image -> every class probability, the model's input as it saw it,
+  and each layer's feature maps as small PNGs (for the web page).
+* ``GET /health``, ``GET /model`` (architecture, classes, input size, layer summary),
+  ``GET /`` the web page (plain HTML/JS from ``static/``, no network access needed).
+
+Every bad request gets a 4xx JSON body ``{"error": code, "detail": message}``; the body size is
+checked before it is read (413), image headers before decoding, and a request that waits
+longer than the batch timeout gets 504 (503 when the queue is full).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+import threading
+from http import HTTPStatus
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+
+from cnnkit._checks import check_positive_int, format_shape_hwc
+from cnnkit.serve.batching import BatchConfig, BatchTimeout, DynamicBatcher, QueueFull
+from cnnkit.serve.decode import (RequestError, ServeLimits, decode_image_bytes,
+                                 decode_json_body)
+from cnnkit.serve.features import encode_feature_maps, image_to_png_base64
+from cnnkit.serve.limits import BodyLimitMiddleware, BodyTooLarge
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+_REQUEST_BODY_DOC = {
+    "description": "One image: a multipart upload (field `file`; repeat it for a batch), a raw "
+                   "image body (`Content-Type: image/png`, ...), or JSON `{\"image\": base64}` / "
+                   "`{\"pixels\": [[...]]}` (0-255, (H, W), (C, H, W) or (H, W, C)); a batch: "
+                   "JSON `{\"images\": [...]}`.",
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+        "application/json": {"schema": {"type": "object", "properties": {
+            "image": {"type": "string", "description": "base64 image file or data: URL"},
+            "pixels": {"type": "array", "items": {}},
+            "images": {"type": "array", "items": {"type": "object"}}}}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_ERRORS_DOC = {status: {"description": text, "content": {"application/json": {"example": {
+    "error": code, "detail": "what was wrong and how to fix it"}}}}
+    for status, code, text in [
+        (400, "not_an_image", "bad input (not an image, bad JSON, empty body)"),
+        (413, "too_large", "body, image dimensions or batch over the limit"),
+        (415, "unsupported_media_type", "a content type other than multipart, JSON or image/*"),
+        (422, "wrong_pixel_shape", "truncated image or wrong pixel array"),
+        (503, "overloaded", "too many requests waiting"),
+        (504, "timeout", "no prediction within the timeout")]}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything the server can be tuned with; the defaults suit a laptop.
+
+    Args:
+        limits: request size limits (:class:`~cnnkit.serve.decode.ServeLimits`).
+        batch: dynamic batching (:class:`~cnnkit.serve.batching.BatchConfig`).
+        top_k: classes returned by ``/predict`` unless the request asks for another number.
+        max_feature_channels: channels per layer sent by ``/features``.
+        max_feature_layers: layers sent by ``/features`` (the first ones).
+    """
+
+    limits: ServeLimits = field(default_factory=ServeLimits)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    top_k: int = 5
+    max_feature_channels: int = 8
+    max_feature_layers: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "max_feature_channels", "max_feature_layers"):
+            check_positive_int(getattr(self, name), name)
+
+
+def _error(status: int, error: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+class ModelService:
+    """The loaded model, its batcher and a private copy for feature maps (hooks need one)."""
+
+    def __init__(self, loaded, config: ServeConfig):
+        self.loaded = loaded
+        self.config = config
+        self.input_shape = tuple(loaded.input_shape)
+        self.batcher = DynamicBatcher(self._predict_batch, config.batch)
+        self._feature_model = copy.deepcopy(loaded.model).eval()
+        self._feature_lock = threading.Lock()
+        self.info = self._model_info()
+
+    def _predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) uint8 -> (N, K) probabilities; runs in the batcher's thread."""
+        with torch.inference_mode():
+            return self.loaded.predict_proba(torch.from_numpy(batch)).numpy()
+
+    def _model_info(self) -> dict:
+        from cnnkit.inspect.summary import summary
+
+        loaded = self.loaded
+        norm = loaded.normalization
+        try:
+            table = str(summary(loaded.model, format_shape_hwc(self.input_shape)))
+        except (ValueError, TypeError, RuntimeError) as error:  # a model summary cannot trace
+            table = f"(no summary: {error})"
+        return {
+            "model": type(loaded.model).__name__,
+            "architecture": getattr(loaded.model, "architecture", None),
+            "class_names": list(loaded.class_names),
+            "input_shape": list(self.input_shape),
+            "input": format_shape_hwc(self.input_shape),
+            "normalization": None if norm is None else {"mean": list(norm.mean),
+                                                        "std": list(norm.std)},
+            "parameters": sum(p.numel() for p in loaded.model.parameters()),
+            "summary": table,
+            "limits": asdict(self.config.limits),
+            "batching": asdict(self.config.batch),
+        }
+
+    def top_k(self, probs: np.ndarray, k: int) -> list[dict]:
+        order = np.argsort(-probs, kind="stable")[:k]
+        return [{"class": self.loaded.class_names[i], "probability": float(probs[i])}
+                for i in order]
+
+    def features(self, image: np.ndarray) -> dict:
+        """Probabilities and feature maps for one uint8 (C, H, W) image (thread-safe)."""
+        loaded = self.loaded
+        x = torch.from_numpy(np.array(image))  # a writable copy of the (C, H, W) image
+        x = loaded.normalization.apply(x) if loaded.normalization is not None else x.float() / 255
+        with self._feature_lock:
+            layers = encode_feature_maps(self._feature_model, x,
+                                         max_channels=self.config.max_feature_channels,
+                                         max_layers=self.config.max_feature_layers)
+            with torch.inference_mode():
+                logits = self._feature_model(x.unsqueeze(0))  # (C, H, W) -> (1, C, H, W)
+        probs = torch.softmax(logits.float(), dim=1)[0].numpy()  # (1, K) -> (K,)
+        return {"probabilities": [float(p) for p in probs],
+                "class_names": list(loaded.class_names),
+                "predictions": self.top_k(probs, self.config.top_k),
+                "input": image_to_png_base64(image), "layers": layers}
+
+
+async def _read_images(request: Request, service: ModelService) -> tuple[list[np.ndarray], bool]:
+    """Decode the request body into uint8 images (C, H, W) and whether it was a batch."""
+    limits = service.config.limits
+    shape = service.input_shape
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        # The body size is already bounded by the middleware; the image count is checked here.
+        try:
+            async with request.form(max_part_size=limits.max_upload_bytes) as form:
+                uploads = [item for item in form.getlist("file") if hasattr(item, "read")]
+                if not uploads:
+                    raise RequestError(400, "no_file", 'the multipart body has no "file" field '
+                                                       "with an uploaded image")
+                if len(uploads) > limits.max_images:
+                    raise RequestError(413, "too_many_images",
+                                       f"{len(uploads)} images in one request, the limit is "
+                                       f"{limits.max_images}; split the batch")
+                contents = [await upload.read() for upload in uploads]
+        except (MultiPartException, StarletteHTTPException) as error:
+            detail = getattr(error, "detail", None) or getattr(error, "message", str(error))
+            raise RequestError(400, "bad_multipart",
+                               f"the multipart body cannot be parsed ({detail})") from None
+        images = [await run_in_threadpool(decode_image_bytes, data, shape, limits)
+                  for data in contents]
+        return images, len(images) > 1
+    body = await request.body()
+    if not body:
+        raise RequestError(400, "empty_body", "the request body is empty; send an image")
+    if content_type == "application/json":
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError) as error:
+            raise RequestError(400, "bad_json", f"the body is not valid JSON ({error})") from None
+        return await run_in_threadpool(decode_json_body, parsed, shape, limits)
+    if content_type.startswith("image/"):
+        return [await run_in_threadpool(decode_image_bytes, body, shape, limits)], False
+    raise RequestError(415, "unsupported_media_type",
+                       f"Content-Type {content_type or '(none)'!r} is not accepted; send "
+                       "multipart/form-data (field 'file'), application/json or image/*")
+
+
+def create_app(run_or_loaded, config: ServeConfig | None = None) -> FastAPI:
+    """Build the FastAPI app serving one trained model.
+
+    Args:
+        run_or_loaded: a run folder or a ``LoadedModel`` (``cnnkit.load(RUN)``).
+        config: limits, batching and page settings (default :class:`ServeConfig`).
+
+    Raises:
+        CheckpointError: the run folder cannot be loaded.
+
+    Example:
+        >>> import uvicorn
+        >>> uvicorn.run(create_app("runs/digits"), host="127.0.0.1", port=8000)  # doctest: +SKIP
+    """
+    from cnnkit.export.wrapper import resolve_loaded
+
+    config = config or ServeConfig()
+    service = ModelService(resolve_loaded(run_or_loaded), config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        await service.batcher.start()
+        try:
+            yield
+        finally:
+            await service.batcher.stop()
+
+    app = FastAPI(title="cnnkit model server", lifespan=lifespan,
+                  description=f"Classifies {service.info['input']} images into "
+                              f"{len(service.loaded.class_names)} classes.")
+    app.state.service = service
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.limits.max_upload_bytes)
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_request, error: RequestError):
+        return _error(error.status, error.error, error.detail)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_request, error: BodyTooLarge):
+        return _error(413, "body_too_large", str(error))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request, error: StarletteHTTPException):
+        code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")
+        return _error(error.status_code, code, str(error.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request, error: RequestValidationError):
+        return _error(422, "invalid_parameter", str(error.errors()))
+
+    async def predict_rows(images: list[np.ndarray]) -> list[np.ndarray]:
+        try:
+            return await asyncio.gather(*(service.batcher.submit(image) for image in images))
+        except QueueFull as error:
+            raise RequestError(503, "overloaded", f"the server is overloaded ({error}); "
+                                                  "retry later") from None
+        except BatchTimeout as error:
+            raise RequestError(504, "timeout", str(error)) from None
+
+    @app.post("/predict", openapi_extra={"requestBody": _REQUEST_BODY_DOC}, responses=_ERRORS_DOC)
+    async def predict(request: Request, top_k: int | None = Query(None, ge=1)):
+        """Top-k classes with probabilities for one image, or for each image of a batch."""
+        images, is_batch = await _read_images(request, service)
+        k = top_k or config.top_k
+        rows = await predict_rows(images)
+        results = [{"predictions": service.top_k(row, k)} for row in rows]
+        return {"results": results} if is_batch else results[0]
+
+    @app.post("/features", openapi_extra={"requestBody": _REQUEST_BODY_DOC},
+              responses=_ERRORS_DOC)
+    async def features(request: Request):
+        """All class probabilities and every layer's feature maps (PNG, base64) for one image."""
+        images, is_batch = await _read_images(request, service)
+        if is_batch:
+            raise RequestError(400, "batch_not_supported",
+                               "/features takes one image; use /predict for batches")
+        return await run_in_threadpool(service.features, images[0])
+
+    @app.get("/health")
+    async def health():
+        """Liveness, and how much work the batcher has done."""
+        batcher = service.batcher
+        return {"status": "ok", "pending": batcher.pending, "batches": batcher.batches_run,
+                "images": batcher.images_run}
+
+    @app.get("/model")
+    async def model_info():
+        """Architecture, classes, input size (C, H, W and H×W×C), normalisation, summary."""
+        return service.info
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
