@@ -7,7 +7,8 @@ The public API is small:
 * :func:`cnnkit.data.open_data` for every image source;
 * ``model.compile/fit/evaluate/predict``; :class:`TrainConfig` + ``cnnkit.train.train`` for whole
   runs (the package :mod:`cnnkit.train` keeps its name, so the function is not re-exported here);
-* :func:`load` for a trained run folder; :func:`summary` for the layer table.
+* :func:`load` for a trained run folder; :func:`summary` for the layer table;
+* :func:`transfer` to start from a trained network (new head, frozen backbone, ...).
 
 Example:
     >>> import cnnkit
@@ -20,7 +21,9 @@ from cnnkit.inspect.summary import summary
 from cnnkit.models import Sequential
 from cnnkit.train import TrainConfig, Trainer
 from cnnkit.train import load_run as load
+from cnnkit.transfer_learning import transfer
 
 __version__ = "0.1.0"
 
-__all__ = ["Sequential", "TrainConfig", "Trainer", "data", "layers", "load", "models", "summary"]
+__all__ = ["Sequential", "TrainConfig", "Trainer", "data", "layers", "load", "models", "summary",
+           "transfer"]

@@ -84,9 +84,6 @@ def test_nan_in_a_batch_is_detected_and_the_last_checkpoint_kept(tmp_path):
     _assert_good_checkpoint(tmp_path / "ckpt", epoch=2)
 
 
-@pytest.mark.xfail(strict=True, reason="Trainer.save_checkpoint does not check that the weights "
-                   "are finite: a step that overflows the weights at the end of an epoch (with a "
-                   "finite loss) is saved as the 'last good checkpoint'")
 def test_an_epoch_ending_in_overflowed_weights_is_not_saved_as_good(tmp_path):
     batches = _blobs()
 

@@ -112,8 +112,6 @@ class RunsOutOfMemory(nn.Module):
         return self.linear(x)
 
 
-@pytest.mark.xfail(strict=True, reason="Trainer does not map out-of-memory errors to a "
-                   "TrainingError that suggests a smaller --batch-size yet (see the report)")
 @pytest.mark.parametrize("error", [
     torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
     RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate "

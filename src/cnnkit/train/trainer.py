@@ -173,17 +173,31 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, event)(self, *args)
 
-    def _diverged(self, value: float, epoch: int) -> TrainingError:
+    def _last_good(self) -> str:
+        if self.last_checkpoint_epoch is None:
+            return "no checkpoint was written before it"
+        return (f"the last good checkpoint (epoch {self.last_checkpoint_epoch}) is in "
+                f"{self.checkpoint_dir}")
+
+    def _diverged(self, what: str, epoch: int) -> TrainingError:
         lr = self.optimizer.param_groups[0]["lr"]
-        if self.last_checkpoint_epoch is not None:
-            where = (f"the last good checkpoint (epoch {self.last_checkpoint_epoch}) is in "
-                     f"{self.checkpoint_dir}")
-        else:
-            where = "no checkpoint was written before it"
         return TrainingError(
-            f"the training loss became {value} at epoch {epoch}, step {self.global_step}: "
-            f"training diverged; {where}. Lower the learning rate (lr={lr:g}, try {lr / 10:g}) "
+            f"{what} at epoch {epoch}, step {self.global_step}: training diverged; "
+            f"{self._last_good()}. Lower the learning rate (lr={lr:g}, try {lr / 10:g}) "
             "or set grad_clip (e.g. 1.0)")
+
+    def _out_of_memory(self, exc: RuntimeError, batch: int) -> TrainingError:
+        return TrainingError(
+            f"out of memory on {self.device} with a batch of {batch} images ({exc}); "
+            f"{self._last_good()}. Use a smaller batch size (--batch-size {max(1, batch // 2)}), "
+            "a smaller input size or model, or --precision bf16")
+
+    def _check_finite_weights(self, epoch: int) -> None:
+        """Refuse to go on (and to checkpoint) when a step left NaN/inf in the weights."""
+        bad = [name for name, p in self.model.named_parameters()
+               if not torch.isfinite(p).all()]
+        if bad:
+            raise self._diverged(f"the weights {bad[:3]} hold NaN or inf", epoch)
 
     # ------------------------------------------------------------------ one epoch
     def _build_scheduler(self, steps_per_epoch: int, epochs: int) -> None:
@@ -259,13 +273,18 @@ class Trainer:
         try:
             for x, y in loader:
                 x, y = self._to_device(x, y)
-                loss, out = self._train_step(x, y)
+                try:
+                    loss, out = self._train_step(x, y)
+                except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError too
+                    if not _is_out_of_memory(exc):
+                        raise
+                    raise self._out_of_memory(exc, len(x)) from exc
                 metrics.update(loss, out, y)
                 bar.update(len(x))
                 if self.global_step % self.log_every == 0:
                     running = metrics.compute()
                     if not math.isfinite(running["loss"]):
-                        raise self._diverged(running["loss"], epoch)
+                        raise self._diverged(f"the training loss became {running['loss']}", epoch)
                     bar.set_metrics(running["loss"], running["accuracy"])
                     self._call("on_batch_end", self.global_step, running)
         finally:
@@ -273,7 +292,7 @@ class Trainer:
         distributed.reduce_metrics(metrics)  # over every rank's images
         logs = metrics.compute()
         if not math.isfinite(logs["loss"]):
-            raise self._diverged(logs["loss"], epoch)
+            raise self._diverged(f"the training loss became {logs['loss']}", epoch)
         logs["images_per_s"] = bar.images_per_second() * self.dist.world_size
         return logs
 
@@ -403,6 +422,7 @@ class Trainer:
                     logs.update({f"val_{k}": v for k, v in val.items()})
                 logs["lr"] = self.optimizer.param_groups[0]["lr"]
                 logs["time_s"] = time.perf_counter() - start
+                self._check_finite_weights(epoch)
                 self.epoch = epoch
                 self.history.append(epoch, logs)
                 self._call("on_epoch_end", epoch, logs)
@@ -417,3 +437,9 @@ class Trainer:
         self._call("on_train_end", logs)
         return self.history
 
+
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's "can't allocate memory"."""
+    text = str(exc).lower()
+    return (isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text
+            or "can't allocate memory" in text)
