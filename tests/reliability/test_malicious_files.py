@@ -264,3 +264,14 @@ def test_class_folders_named_like_paths_never_become_paths(tmp_path):
     new = files_under(tmp_path) - before
     assert new and all(p.startswith("run/") for p in new), sorted(new)
     assert load_run(run).class_names == sorted(names)
+
+
+def test_a_tiff_that_crashes_pillow_is_a_data_error(tmp_path):
+    """Found by the fuzzer: Pillow raises TypeError loading this 230-byte TIFF."""
+    bad = tmp_path / "a" / "x.png"  # readers go by content, not by the name
+    bad.parent.mkdir()
+    bad.write_bytes((Path(__file__).parent / "data" / "tiff_float_strip_offset.tif").read_bytes())
+    with pytest.raises(DataError, match="x.png"):
+        decode_image(bad)
+    with pytest.raises(DataError, match="no readable images"):
+        load_image_folder(tmp_path)

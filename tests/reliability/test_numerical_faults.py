@@ -85,24 +85,19 @@ def test_nan_in_a_batch_is_detected_and_the_last_checkpoint_kept(tmp_path):
 
 
 def test_an_epoch_ending_in_overflowed_weights_is_not_saved_as_good(tmp_path):
-    batches = _blobs()
+    """The last step of epoch 2 runs with an overflowing learning rate: its loss (computed
+    before the update) is finite, the weights after it are not. Epoch 2 must not be saved."""
+    steps_per_epoch = len(_blobs())
 
-    class OutlierEndsEpoch2:
-        """The last batch of epoch 2 has huge but finite pixels: a finite loss, inf weights."""
+    def overflow_last_step(trainer, step, logs):
+        if step == 2 * steps_per_epoch - 1:  # after the second-to-last step of epoch 2
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = 1e45  # inf in float32
 
-        def __init__(self):
-            self.epoch = 0
-
-        def __len__(self):
-            return len(batches)
-
-        def __iter__(self):
-            self.epoch += 1
-            for i, (x, y) in enumerate(batches):
-                yield (x * 1e30 if self.epoch == 2 and i == len(batches) - 1 else x), y
-
-    with pytest.raises(TrainingError):
-        _trainer(tmp_path).fit(OutlierEndsEpoch2())
+    trainer = _trainer(tmp_path, callbacks=[LambdaCallback(on_batch_end=overflow_last_step)])
+    with pytest.raises(TrainingError, match=r"NaN or inf at epoch 2.*last good checkpoint "
+                                            r"\(epoch 1\)"):
+        trainer.fit(_blobs())
     _assert_good_checkpoint(tmp_path / "ckpt", epoch=1)
 
 

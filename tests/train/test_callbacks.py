@@ -81,3 +81,13 @@ def test_bad_callback_arguments():
         EarlyStopping(patience=-1)
     with pytest.raises(TypeError, match="on_epoch_end must be callable, got 3"):
         LambdaCallback(on_epoch_end=3)
+
+
+def test_jsonl_logger_that_cannot_write_raises_a_checkpoint_error_naming_the_file(tmp_path):
+    from cnnkit.errors import CheckpointError
+
+    blocked = tmp_path / "metrics.jsonl"
+    blocked.mkdir()  # a directory where the log file should be: every append fails
+    logger = JSONLinesLogger(blocked, append=True)
+    with pytest.raises(CheckpointError, match="cannot append epoch 3 to the metrics log"):
+        logger.on_epoch_end(None, 3, {"loss": 0.5})

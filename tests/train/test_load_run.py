@@ -37,3 +37,17 @@ def test_channels_last_images_get_a_clear_error(resized_run):
     loaded = load_run(resized_run)
     with pytest.raises(ValueError, match=r"permute\(0, 3, 1, 2\)"):
         loaded.predict_proba(torch.zeros(2, 16, 16, 1, dtype=torch.uint8))
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it_again(tmp_path):
+    import shutil
+
+    from cnnkit.train.run_folder import read_metrics
+
+    out = tmp_path / "run"
+    train(TrainConfig(data="digits", epochs=2, device="cpu", out=str(out)), progress=False)
+    shutil.rmtree(out / "checkpoint")  # as if killed during epoch 1
+    (out / "metrics.jsonl").write_text("")
+    result = train(resume=out, progress=False)
+    assert result.history.epoch == [1, 2]
+    assert [r["epoch"] for r in read_metrics(out)] == [1, 2]

@@ -17,14 +17,16 @@ Rules (the ones a user can rely on):
   target and letterboxes with zeros (black).
 - Safety: Pillow's decompression-bomb check stays on, and any image with more than
   ``max_pixels`` pixels is refused before it is decoded.
-- A file that makes Pillow fail (OSError, SyntaxError, ValueError, or MemoryError for a corrupt
-  header that claims a huge block) is a DataError naming the file, never a crash.
+- A file that makes Pillow fail (any of ``DECODE_ERRORS``: OSError, SyntaxError, ValueError,
+  MemoryError for a header claiming a huge block, and the TypeError/IndexError/struct.error that
+  fuzzing saw escape Pillow's plugins) is a DataError naming the file, never a crash.
 - Unreadable files (truncated, corrupt, too large): with ``strict=False`` they are skipped, each
   with a logged warning, and listed in ``ImageData.skipped``; ``strict=True`` raises on the first.
 """
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,6 +47,11 @@ GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L"
 SPLIT_FOLDER_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 _RESAMPLE = Image.Resampling.BILINEAR
+# What Pillow raises on corrupt or hostile files: OSError/SyntaxError/ValueError as documented,
+# MemoryError for a header that claims a huge block, and what fuzzing saw leak from its plugins
+# (a TIFF whose strip offset is a float raises TypeError while loading).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, MemoryError, TypeError, IndexError,
+                  struct.error)
 
 
 def _is_image(path: Path) -> bool:
@@ -126,7 +133,7 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
         image = Image.open(path)
     except Image.DecompressionBombError as e:
         raise DataError(f"refusing to decode {path}: {e}") from e
-    except (OSError, SyntaxError, ValueError, MemoryError) as e:
+    except DECODE_ERRORS as e:
         raise DataError(f"cannot read image {path}: {e}") from e
     width, height = image.size
     if width * height > max_pixels:
@@ -190,13 +197,26 @@ def decode_image(path, *, channels: int | None = None, size=None, resize: str = 
     path = Path(path)
     with _open_checked(path, max_pixels) as image:
         try:
-            upright = ImageOps.exif_transpose(image)
-            converted = _convert(upright, channels)
-            if size is not None:
-                converted = _resize(converted, size, resize)
-            array = np.asarray(converted, dtype=np.uint8)
-        except (OSError, SyntaxError, ValueError, MemoryError) as e:
+            return image_to_array(image, channels=channels, size=size, resize=resize)
+        except DECODE_ERRORS as e:
             raise DataError(f"cannot decode image {path}: {e}") from e
+
+
+def image_to_array(image: Image.Image, *, channels: int | None, size: tuple[int, int] | None,
+                   resize: str = "crop") -> np.ndarray:
+    """An opened Pillow image -> uint8 (C, H, W), by the rule of this module.
+
+    EXIF orientation applied, converted to grey (luma) or RGB, resized by ``resize``. Used by
+    :func:`decode_image` and by the server for uploaded bytes. Pillow may raise any of
+    :data:`DECODE_ERRORS` on a corrupt image.
+
+    Shape:
+        (C, H, W): the image's (H, W) after EXIF rotation, or ``size``.
+    """
+    converted = _convert(ImageOps.exif_transpose(image), channels)
+    if size is not None:
+        converted = _resize(converted, size, resize)
+    array = np.asarray(converted, dtype=np.uint8)
     if array.ndim == 2:
         array = array[None, :, :]  # (H, W) -> (1, H, W)
     else:
@@ -255,7 +275,7 @@ def load_image_files(files: Sequence[tuple[Path, int]], class_names: Sequence[st
                 headers.append((Path(path), label, image.mode, _display_size(image)))
         except DataError as e:
             _skip_or_raise(e, Path(path), strict, skipped)
-        except (OSError, SyntaxError, ValueError, MemoryError) as e:  # e.g. a corrupt EXIF
+        except DECODE_ERRORS as e:  # e.g. a corrupt EXIF block
             _skip_or_raise(DataError(f"cannot read image {path}: {e}"), Path(path), strict,
                            skipped)
     if not headers:

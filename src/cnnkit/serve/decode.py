@@ -22,10 +22,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from cnnkit._checks import check_positive_int
-from cnnkit.data.folder import _convert, _resize
+from cnnkit.data.folder import DECODE_ERRORS, image_to_array
 
 
 # File signatures of the formats we decode: an upload that starts with one is a damaged image.
@@ -97,7 +97,7 @@ def decode_image_bytes(data: bytes, input_shape, limits: ServeLimits) -> np.ndar
         raise RequestError(400, "not_an_image",
                            f"the upload ({len(data)} bytes starting {data[:8]!r}) is not an image "
                            "Pillow can read; send a PNG, JPEG, BMP, WebP or GIF file") from None
-    except (OSError, SyntaxError, ValueError) as error:
+    except DECODE_ERRORS as error:
         raise RequestError(422, "corrupt_image",
                            f"the image header cannot be read ({error})") from None
     with image:
@@ -107,18 +107,11 @@ def decode_image_bytes(data: bytes, input_shape, limits: ServeLimits) -> np.ndar
                                f"the image is {image.size[0]}x{image.size[1]} = {pixels} pixels, "
                                f"more than the server's limit of {limits.max_pixels}; shrink it")
         try:
-            upright = ImageOps.exif_transpose(image)
-            converted = _resize(_convert(upright, channels), (height, width), "crop")
-            array = np.asarray(converted, dtype=np.uint8)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            return image_to_array(image, channels=channels, size=(height, width))
+        except (*DECODE_ERRORS, Image.DecompressionBombError) as error:
             raise RequestError(422, "corrupt_image",
                                f"the image could not be decoded: it is truncated or corrupt "
                                f"({error})") from None
-    if array.ndim == 2:
-        array = array[None, :, :]  # (H, W) -> (1, H, W)
-    else:
-        array = array.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
-    return np.ascontiguousarray(array)
 
 
 def decode_base64(text, limits: ServeLimits, input_shape) -> np.ndarray:

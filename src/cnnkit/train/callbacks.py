@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cnnkit.errors import CheckpointError
+
 log = logging.getLogger(__name__)
 
 
@@ -226,9 +228,14 @@ class JSONLinesLogger(Callback):
             self.path.write_text("", encoding="utf-8")
 
     def on_epoch_end(self, trainer, epoch, logs):
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"epoch": epoch, **logs}) + "\n")
-            f.flush()
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"epoch": epoch, **logs}) + "\n")
+                f.flush()
+        except OSError as exc:  # e.g. the disk is full: a user problem, not a crash
+            raise CheckpointError(f"cannot append epoch {epoch} to the metrics log "
+                                  f"{self.path}: {exc}; free some space and resume the run "
+                                  "(the last checkpoint is intact)") from exc
 
 
 class LambdaCallback(Callback):

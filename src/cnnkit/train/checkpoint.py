@@ -226,6 +226,12 @@ def _try_load(json_path: Path, folder: Path) -> Checkpoint:
                           "(the file is corrupt or was replaced)")
 
 
+def has_checkpoint(folder: str | Path) -> bool:
+    """Whether ``folder`` holds any checkpoint (intact or not) to resume from."""
+    folder = Path(folder)
+    return any((folder / f"{slot}.json").is_file() for slot in _SLOTS)
+
+
 def load_checkpoint(folder: str | Path) -> Checkpoint:
     """Load the newest intact checkpoint pair from ``folder`` (``last``, else ``prev``).
 

@@ -25,7 +25,7 @@ from cnnkit.errors import CheckpointError
 from cnnkit.train import distributed
 from cnnkit.train import run_folder as rf
 from cnnkit.train.callbacks import Callback, EarlyStopping, JSONLinesLogger
-from cnnkit.train.checkpoint import load_checkpoint
+from cnnkit.train.checkpoint import has_checkpoint, load_checkpoint
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.device import resolve_device
 from cnnkit.train.trainer import History, Trainer
@@ -149,7 +149,12 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
             raise CheckpointError(f"cannot resume {str(run)!r}: it has no {rf.CONFIG_FILE} "
                                   "(give the --out folder of an earlier cnnkit train)")
         config = TrainConfig.from_dict({**rf.read_json(run / rf.CONFIG_FILE), "out": str(run)})
-        checkpoint = load_checkpoint(run / rf.CHECKPOINT_DIR)
+        if has_checkpoint(run / rf.CHECKPOINT_DIR):
+            checkpoint = load_checkpoint(run / rf.CHECKPOINT_DIR)
+        else:  # stopped during its first epoch: nothing to lose, start the same run again
+            log.warning("%s has no checkpoint yet (the run stopped before its first one was "
+                        "written): starting it again from epoch 1", run)
+            resume, overwrite = None, True
     config = config or TrainConfig()
     # Under torchrun: join the process group; rank 0 alone writes files (distributed.py).
     ctx = distributed.init_from_env()
