@@ -66,3 +66,10 @@ def test_from_file_errors(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(TypeError, match="must be a mapping of settings"):
         TrainConfig.from_file(tmp_path / "list.yaml")
+
+
+def test_every_setting_is_documented_for_the_cli_help():
+    docs = TrainConfig.field_docs()
+    assert set(docs) == set(TrainConfig.field_names())
+    assert all(len(text) > 10 for text in docs.values())
+    assert docs["lr"].startswith("peak learning rate")

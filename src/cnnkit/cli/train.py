@@ -17,16 +17,6 @@ from cnnkit.train.callbacks import Callback
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.recipes import get_recipe, recipe_names
 
-_HELP = {
-    "data": "dataset: digits, mnist, fashion-mnist, cifar10, a folder of class sub-folders, ...",
-    "model": "registry name (lenet5, resnet18, ...) or architecture string "
-             "('conv(16,3) relu maxpool(2) fc(10)')",
-    "out": "run folder to write (None: runs/run-<time>)",
-    "augment": "augmentation spec, e.g. 'flip,crop(4)'",
-    "ema": "EMA decay of the weights, e.g. 0.999",
-    "early_stopping": "stop after this many epochs without a better validation loss",
-}
-
 
 def _flag_type(hint) -> type | None:
     """The argparse type of a TrainConfig field (``int | None`` -> int), None for bools."""
@@ -55,11 +45,11 @@ def add_parser(subparsers) -> None:
                         "torchrun: gloo on CPU, NCCL on GPUs; --batch-size stays the global "
                         "batch); for several machines run torchrun yourself (README: Scaling out)")
     hints = typing.get_type_hints(TrainConfig)
+    docs = TrainConfig.field_docs()  # one source for the settings' meaning: the docstring
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = _flag_type(hints[field.name])
-        help_text = f"{_HELP.get(field.name, field.name.replace('_', ' '))} " \
-                    f"(default: {field.default!r})"
+        help_text = f"{docs[field.name]} (default: {field.default!r})".replace("%", "%%")
         if kind is None:
             p.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
                            default=argparse.SUPPRESS, help=help_text)

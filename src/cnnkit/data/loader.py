@@ -56,7 +56,92 @@ def shard_indices(order: torch.Tensor, *, rank: int, world_size: int) -> torch.T
     return padded[rank::world_size]
 
 
-class InMemoryLoader:
+class EpochLoader:
+    """What both loaders share: epochs as functions of ``(seed, epoch)``, resumable state, and
+    the step from a uint8 batch on the device to the training batch.
+
+    Subclasses set ``batch_size``, ``world_size``, ``drop_last``, ``seed``, ``normalization``,
+    ``augment``, ``channels_last`` and ``_size`` (samples before sharding), call
+    :meth:`_reset_epochs`, and iterate with ``self._start_batch`` / ``self._position``.
+    """
+
+    batch_size: int
+    world_size: int
+    drop_last: bool
+    seed: int
+    normalization: Normalization
+    augment: Augment | None
+    channels_last: bool
+    _size: int
+
+    def _reset_epochs(self) -> None:
+        self.epoch = 0
+        self._position = 0  # batches handed out in the current pass
+        self._start_batch = 0  # where the next pass starts (set by load_state_dict)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per epoch seen by this rank (after sharding, before ``drop_last``)."""
+        return -(-self._size // self.world_size)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return -(-self.num_samples // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass use epoch ``epoch``'s permutation, from its first batch."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        self.epoch = epoch
+        self._position = 0
+        self._start_batch = 0
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the loader stands: ``{"seed", "epoch", "batch"}`` (``batch``: next one to give).
+
+        Saved during an epoch (e.g. by a checkpoint after batch ``k``), it resumes at batch
+        ``k + 1`` of the same permutation.
+        """
+        return {"seed": self.seed, "epoch": self.epoch, "batch": self._position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore :meth:`state_dict`; the next pass continues from the saved batch.
+
+        Raises:
+            ValueError: missing keys, or a batch index past the end of the epoch.
+        """
+        missing = {"seed", "epoch", "batch"} - set(state)
+        if missing:
+            raise ValueError(f"loader state is missing {sorted(missing)!r}, got {state!r}")
+        if not 0 <= state["batch"] <= len(self):
+            raise ValueError(
+                f"loader state batch={state['batch']!r} is outside this loader's 0..{len(self)} "
+                "batches: was it saved with another batch_size or dataset?"
+            )
+        self.seed = int(state["seed"])
+        self.epoch = int(state["epoch"])
+        self._position = self._start_batch = int(state["batch"])
+
+    def _finish_batch(self, images: torch.Tensor,
+                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images on the device -> float32 training batch (augmented, normalised).
+
+        Shape:
+            images (B, C, H, W) uint8, y (B,) -> x (B, C, H, W) float32, y (B,) or (B, K).
+        """
+        if self.augment is None:
+            x = self.normalization.apply(images)  # uint8 -> float32, one fused pass
+        else:
+            # Augment on the 0–1 scale, then normalise (DEVELOPERS.md: augment/ contract).
+            x, y = self.augment(images.to(torch.float32).div_(255.0), y)
+            x = self.normalization.apply(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+
+class InMemoryLoader(EpochLoader):
     """Iterate ``(x, y)`` batches of an in-memory :class:`~cnnkit.data.ImageData`.
 
     The uint8 images and int64 labels are moved to ``device`` once. Each epoch draws a
@@ -140,62 +225,17 @@ class InMemoryLoader:
         self.augment = augment
         self.channels_last = bool(channels_last)
         self.rank = rank
-        self.epoch = 0
-        self._position = 0  # batches handed out in the current pass
-        self._resume_batch = 0  # where the next pass starts (set by load_state_dict)
+        self._size = images.shape[0]
+        self._reset_epochs()
         logger.debug("InMemoryLoader: %d images %s on %s, batch %d, %d batches/epoch",
                      images.shape[0], tuple(images.shape[1:]), self.device, batch_size, len(self))
-
-    @property
-    def num_samples(self) -> int:
-        """Samples per epoch seen by this rank (after sharding, before ``drop_last``)."""
-        return -(-self.images.shape[0] // self.world_size)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return -(-self.num_samples // self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass use epoch ``epoch``'s permutation, from its first batch."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-        self.epoch = epoch
-        self._position = 0
-        self._resume_batch = 0
-
-    def state_dict(self) -> dict[str, int]:
-        """Where the loader stands: ``{"seed", "epoch", "batch"}`` (``batch``: next one to give).
-
-        Saved during an epoch (e.g. by a checkpoint after batch ``k``), it resumes at batch
-        ``k + 1`` of the same permutation.
-        """
-        return {"seed": self.seed, "epoch": self.epoch, "batch": self._position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore :meth:`state_dict`; the next pass continues from the saved batch.
-
-        Raises:
-            ValueError: missing keys, or a batch index past the end of the epoch.
-        """
-        missing = {"seed", "epoch", "batch"} - set(state)
-        if missing:
-            raise ValueError(f"loader state is missing {sorted(missing)!r}, got {state!r}")
-        if not 0 <= state["batch"] <= len(self):
-            raise ValueError(
-                f"loader state batch={state['batch']!r} is outside this loader's 0..{len(self)} "
-                "batches: was it saved with another batch_size or dataset?"
-            )
-        self.seed = int(state["seed"])
-        self.epoch = int(state["epoch"])
-        self._position = self._resume_batch = int(state["batch"])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = epoch_permutation(self.images.shape[0], seed=self.seed, epoch=self.epoch,
                                   shuffle=self.shuffle)
         order = shard_indices(order, rank=self.rank, world_size=self.world_size)
         order = order.to(self.device)
-        start, self._resume_batch = self._resume_batch, 0
+        start, self._start_batch = self._start_batch, 0
         for b in range(start, len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             self._position = b + 1
@@ -204,14 +244,4 @@ class InMemoryLoader:
         self._position = 0
 
     def _make_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = self.images.index_select(0, idx)
-        y = self.labels.index_select(0, idx)
-        if self.augment is None:
-            x = self.normalization.apply(images)  # uint8 -> float32, one fused pass
-        else:
-            # Augment on the 0–1 scale, then normalise (DEVELOPERS.md: augment/ contract).
-            x, y = self.augment(images.to(torch.float32).div_(255.0), y)
-            x = self.normalization.apply(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+        return self._finish_batch(self.images.index_select(0, idx), self.labels.index_select(0, idx))

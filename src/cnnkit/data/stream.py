@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cnnkit._checks import check_positive_int
 from cnnkit.data.folder import decode_image, list_image_folder
-from cnnkit.data.loader import Augment, epoch_permutation, shard_indices
+from cnnkit.data.loader import Augment, EpochLoader, epoch_permutation, shard_indices
 from cnnkit.data.normalization import Normalization
 from cnnkit.errors import DataError
 
@@ -105,7 +105,7 @@ def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)  # decoding is Pillow's work; one torch thread per worker is enough
 
 
-class StreamingLoader:
+class StreamingLoader(EpochLoader):
     """Iterate ``(x, y)`` batches of an image folder, decoding in ``num_workers`` processes.
 
     Same interface and epoch rules as :class:`~cnnkit.data.loader.InMemoryLoader`
@@ -185,10 +185,9 @@ class StreamingLoader:
         self.seed, self.rank = seed, rank
         self.augment = augment
         self.channels_last = bool(channels_last)
-        self.epoch = 0
+        self._size = len(files)
+        self._reset_epochs()
         self.skipped: list[str] = []
-        self._position = 0
-        self._start_batch = 0
         self._sampler = _EpochBatchSampler(n=len(files), batch_size=batch_size,
                                            num_batches=len(self), shuffle=self.shuffle,
                                            rank=rank, world_size=self.world_size)
@@ -200,37 +199,6 @@ class StreamingLoader:
         """A loader over ``root/<class name>/<image>`` (see ``list_image_folder``)."""
         files, class_names = list_image_folder(root)
         return cls(files, class_names, **kwargs)
-
-    @property
-    def num_samples(self) -> int:
-        """Files per epoch seen by this rank (after sharding, before ``drop_last``)."""
-        return -(-len(self.dataset) // self.world_size)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return -(-self.num_samples // self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass use epoch ``epoch``'s permutation, from its first batch."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-        self.epoch, self._position, self._start_batch = epoch, 0, 0
-
-    def state_dict(self) -> dict[str, int]:
-        """``{"seed", "epoch", "batch"}``, as ``InMemoryLoader.state_dict``."""
-        return {"seed": self.seed, "epoch": self.epoch, "batch": self._position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore :meth:`state_dict`; the next pass continues from the saved batch."""
-        missing = {"seed", "epoch", "batch"} - set(state)
-        if missing:
-            raise ValueError(f"loader state is missing {sorted(missing)!r}, got {state!r}")
-        if not 0 <= state["batch"] <= len(self):
-            raise ValueError(f"loader state batch={state['batch']!r} is outside this loader's "
-                             f"0..{len(self)} batches: was it saved with another batch_size?")
-        self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
-        self._position = self._start_batch = int(state["batch"])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.skipped = []
@@ -274,11 +242,5 @@ class StreamingLoader:
 
     def _make_batch(self, images: torch.Tensor,
                     labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = images.to(self.device, non_blocking=True)
-        x = self.normalization.apply(images)
-        y = labels.to(self.device, non_blocking=True)
-        if self.augment is not None:
-            x, y = self.augment(x, y)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+        return self._finish_batch(images.to(self.device, non_blocking=True),
+                                  labels.to(self.device, non_blocking=True))

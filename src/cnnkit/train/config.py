@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +49,11 @@ class TrainConfig:
     """The resolved settings of one training run (saved as ``RUN/config.json``).
 
     Args:
-        data: dataset spec for ``cnnkit.data.open.open_data`` (``"digits"``, ``"mnist"``, a folder).
+        data: dataset: ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, a folder of class
+            sub-folders, IDX/CIFAR files, ``.npz``, ``.csv`` (``cnnkit.data.open_data``).
         data_dir: where named datasets are looked up / downloaded (None: the data package default).
-        model: registry name (``"lenet5"``) or architecture spec string (``"conv(16,3)-relu-..."``).
+        model: registry name (``lenet5``, ``resnet18``; ``cnnkit models`` lists them) or an
+            architecture string (``"conv(16,3) relu maxpool(2) fc(10)"``).
         input_size: resize images to ``input_size`` × ``input_size`` (None: keep their size).
         epochs: full passes over the training set.
         batch_size: images per optimizer step, over all processes together (the global
@@ -176,6 +179,23 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Return the config as a plain JSON-able dict (every field, defaults included)."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """Each field's description from this class's docstring (the CLI's ``--help`` text)."""
+        docs: dict[str, str] = {}
+        args = cls.__doc__.split("Args:", 1)[1]
+        name = None
+        for line in args.splitlines():
+            match = re.match(r"^ {8}(\w+): (.*)$", line)
+            if match and match.group(1) in cls.field_names():
+                name = match.group(1)
+                docs[name] = match.group(2).strip()
+            elif name and line.startswith(" " * 12) and line.strip():
+                docs[name] += " " + line.strip()
+            elif not line.strip() or not line.startswith(" " * 8):
+                name = None
+        return {k: v.replace("``", "") for k, v in docs.items()}
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
