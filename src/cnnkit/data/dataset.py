@@ -164,37 +164,58 @@ class ImageData:
         Example:
             >>> train, val = data.split(0.1, seed=0)
         """
-        fraction = check_probability(fraction, "fraction")
-        n_held = round(fraction * len(self))
-        if fraction == 0.0 or n_held == 0 or n_held == len(self):
-            raise ValueError(f"fraction={fraction!r} of {len(self)} images leaves one part empty; "
-                             "use a fraction that puts at least one image in each part")
-        generator = torch.Generator().manual_seed(seed)
-        if stratify:
-            held = self._stratified_held_out(fraction, n_held, generator)
-        else:
-            held = torch.randperm(len(self), generator=generator)[:n_held]
-        is_held = torch.zeros(len(self), dtype=torch.bool)
-        is_held[held] = True
-        rest_index = torch.nonzero(~is_held).flatten()  # (N_rest, 1) -> (N_rest,)
-        held_index = torch.nonzero(is_held).flatten()  # (N_held, 1) -> (N_held,)
+        rest_index, held_index = split_indices(self.labels, self.num_classes, fraction,
+                                               seed=seed, stratify=stratify)
         return self.subset(rest_index), self.subset(held_index)
 
-    def _stratified_held_out(self, fraction: float, n_held: int,
-                             generator: torch.Generator) -> torch.Tensor:
-        counts = torch.bincount(self.labels, minlength=self.num_classes).double()
-        quota = counts * fraction
-        take = quota.floor().long()
-        remainder = (quota - take).tolist()
-        by_remainder = sorted(range(self.num_classes), key=lambda k: (-remainder[k], k))
-        for k in by_remainder[: n_held - int(take.sum())]:
-            take[k] += 1
-        held = []
-        for k in range(self.num_classes):
-            members = torch.nonzero(self.labels == k).flatten()  # (N_k, 1) -> (N_k,)
-            order = torch.randperm(len(members), generator=generator)
-            held.append(members[order[: int(take[k])]])
-        return torch.cat(held)
+
+def split_indices(labels: torch.Tensor, num_classes: int, fraction: float, *, seed: int = 0,
+                  stratify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of a seeded (stratified) split: ``(rest, held_out)``, each in original order.
+
+    ``round(fraction * N)`` samples are held out; with ``stratify`` each class gives the same
+    share (largest remainders decide the rounding). Used for images in memory
+    (:meth:`ImageData.split`) and for file lists that stream from disk.
+
+    Shape:
+        labels (N,) int64 -> rest (N - n_held,), held_out (n_held,) int64.
+
+    Raises:
+        ValueError: fraction outside (0, 1), or one part would be empty.
+    """
+    fraction = check_probability(fraction, "fraction")
+    n = len(labels)
+    n_held = round(fraction * n)
+    if fraction == 0.0 or n_held == 0 or n_held == n:
+        raise ValueError(f"fraction={fraction!r} of {n} images leaves one part empty; "
+                         "use a fraction that puts at least one image in each part")
+    generator = torch.Generator().manual_seed(seed)
+    if stratify:
+        held = _stratified_held_out(labels, num_classes, fraction, n_held, generator)
+    else:
+        held = torch.randperm(n, generator=generator)[:n_held]
+    is_held = torch.zeros(n, dtype=torch.bool)
+    is_held[held] = True
+    rest_index = torch.nonzero(~is_held).flatten()  # (N_rest, 1) -> (N_rest,)
+    held_index = torch.nonzero(is_held).flatten()  # (N_held, 1) -> (N_held,)
+    return rest_index, held_index
+
+
+def _stratified_held_out(labels: torch.Tensor, num_classes: int, fraction: float, n_held: int,
+                         generator: torch.Generator) -> torch.Tensor:
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    quota = counts * fraction
+    take = quota.floor().long()
+    remainder = (quota - take).tolist()
+    by_remainder = sorted(range(num_classes), key=lambda k: (-remainder[k], k))
+    for k in by_remainder[: n_held - int(take.sum())]:
+        take[k] += 1
+    held = []
+    for k in range(num_classes):
+        members = torch.nonzero(labels == k).flatten()  # (N_k, 1) -> (N_k,)
+        order = torch.randperm(len(members), generator=generator)
+        held.append(members[order[: int(take[k])]])
+    return torch.cat(held)
 
 
 @dataclass

@@ -122,15 +122,38 @@ def _resolve(spec: str, *, data_dir, seed: int, image_options: dict, download: b
     raise DataError(_unknown_spec_message(spec))
 
 
-def _open_folder(path: Path, image_options: dict) -> tuple[DataSplits, str]:
+def image_folder_root(spec) -> Path | None:
+    """The folder ``spec`` names if it is a folder of images (class sub-folders, optionally
+    under train/ and val/ or test/), else None (IDX or CIFAR files, a file, a dataset name).
+
+    The training pipeline streams such folders from disk when they are too large to decode
+    into memory (``cnnkit.data.stream``).
+    """
+    path = Path(str(spec)).expanduser()
+    if not path.is_dir():
+        return None
+    return path if _folder_kind(path)[0] == "images" else None
+
+
+def _folder_kind(path: Path) -> tuple[str, Path]:
+    """``("idx" | "cifar" | "images", the path to open)`` for a data folder."""
     if any("ubyte" in p.name for p in path.iterdir() if p.is_file()):
-        return _open_idx_folder(path), "idx"
+        return "idx", path
     if _is_cifar_folder(path):
-        return _open_cifar(path), "cifar"
+        return "cifar", path
     archives = [p for p in path.iterdir()
                 if p.is_file() and p.name.endswith(ARCHIVE_SUFFIXES) and "cifar" in p.name.lower()]
     if len(archives) == 1:
-        return _open_cifar(archives[0]), "cifar"
+        return "cifar", archives[0]
+    return "images", path
+
+
+def _open_folder(path: Path, image_options: dict) -> tuple[DataSplits, str]:
+    kind, target = _folder_kind(path)
+    if kind == "idx":
+        return _open_idx_folder(target), "idx"
+    if kind == "cifar":
+        return _open_cifar(target), "cifar"
     if split_folders(path):
         return load_image_folder_splits(path, **image_options), "images"
     return DataSplits(train=load_image_folder(path, **image_options)), "images"

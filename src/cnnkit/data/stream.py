@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cnnkit._checks import check_positive_int
-from cnnkit.data.folder import decode_image, list_image_folder
+from cnnkit.data.dataset import split_indices
+from cnnkit.data.folder import decode_image, list_image_folder, split_folders
 from cnnkit.data.loader import Augment, EpochLoader, epoch_permutation, shard_indices
 from cnnkit.data.normalization import Normalization
 from cnnkit.errors import DataError
@@ -244,3 +246,69 @@ class StreamingLoader(EpochLoader):
                     labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._finish_batch(images.to(self.device, non_blocking=True),
                                   labels.to(self.device, non_blocking=True))
+
+
+# Image folders whose decoded uint8 training set would exceed this stream from disk when the
+# choice is left to cnnkit (``TrainConfig.stream = None``): below it, decoding once into memory
+# and batching by index is faster.
+STREAM_ABOVE_BYTES = 2 * 1024 ** 3
+
+Files = list[tuple[Path, int]]
+
+
+@dataclass(frozen=True)
+class FileSplits:
+    """An image folder's files split into train / val / test, like ``open_data`` splits images.
+
+    Args:
+        train, val, test: ``(path, label)`` lists (val/test None when absent).
+        class_names: one name per label, from the class folder names.
+    """
+
+    train: Files
+    val: Files | None
+    test: Files | None
+    class_names: list[str]
+
+
+def folder_file_splits(root, *, val_split: float = 0.0, seed: int = 0) -> FileSplits:
+    """List ``root``'s images (optionally under train/ and val/ or test/) without decoding.
+
+    With ``val_split > 0`` and no val/ folder, a seeded, stratified share of the training files
+    becomes the validation set (the same rule as ``ImageData.split``).
+
+    Raises:
+        DataError: no images, an empty class folder, or splits with different classes.
+    """
+    parts = split_folders(root)
+    train, names = list_image_folder(parts.get("train", root))
+    others: dict[str, Files | None] = {"val": None, "test": None}
+    for split in others:
+        if split in parts:
+            files, split_names = list_image_folder(parts[split])
+            if split_names != names:
+                raise DataError(f"{parts[split]} has the classes {split_names!r} but "
+                                f"{parts['train']} has {names!r}; give every split the same "
+                                "class folders")
+            others[split] = files
+    if val_split > 0 and others["val"] is None:
+        labels = torch.tensor([label for _, label in train])
+        rest, held = split_indices(labels, len(names), val_split, seed=seed)
+        train, others["val"] = [train[i] for i in rest.tolist()], [train[i] for i in held.tolist()]
+    return FileSplits(train, others["val"], others["test"], names)
+
+
+def decoded_bytes(files: Files, *, size=None, channels: int | None = None) -> int:
+    """Bytes the files would take decoded as uint8 (C, H, W), estimated from the first one."""
+    c, h, w = decode_image(files[0][0], channels=channels, size=size).shape
+    return len(files) * c * h * w
+
+
+def fit_normalization(loader: StreamingLoader, *, max_images: int = 10_000,
+                      seed: int = 0) -> Normalization:
+    """Per-channel mean/std from a seeded sample of at most ``max_images`` of the loader's files
+    (decoding a whole large folder only for the statistics would cost a full epoch)."""
+    dataset = loader.dataset
+    picks = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    sample = [dataset[i][0] for i in picks[:max_images].tolist()]
+    return Normalization.fit(torch.stack([img for img in sample if img is not None]))

@@ -52,6 +52,9 @@ class TrainConfig:
         data: dataset: ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, a folder of class
             sub-folders, IDX/CIFAR files, ``.npz``, ``.csv`` (``cnnkit.data.open_data``).
         data_dir: where named datasets are looked up / downloaded (None: the data package default).
+        download: fetch a named dataset (mnist, cifar10, ...) when it is not in the data dir.
+        stream: decode an image folder from disk in worker processes every epoch instead of
+            once into memory (None: stream when the decoded training set would exceed 2 GiB).
         model: registry name (``lenet5``, ``resnet18``; ``cnnkit models`` lists them) or an
             architecture string (``"conv(16,3) relu maxpool(2) fc(10)"``).
         input_size: resize images to ``input_size`` × ``input_size`` (None: keep their size).
@@ -103,6 +106,8 @@ class TrainConfig:
 
     data: str = "digits"
     data_dir: str | None = None
+    download: bool = True
+    stream: bool | None = None
     model: str = DEFAULT_MODEL
     input_size: int | None = None
     epochs: int = 8

@@ -114,6 +114,98 @@ def _prepare_out(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
     return out
 
 
+@dataclass
+class _TrainingData:
+    """What the training run needs from its data, whether held in memory or streamed."""
+
+    class_names: list[str]
+    input_shape: tuple[int, int, int]
+    normalization: Any
+    sample: torch.Tensor  # uint8 (n <= 5000, C, H, W) training images, for prepare_model
+    n_train: int
+    train_loader: Any
+    val_loader: Any
+    test_loader: Any
+    streamed: bool
+
+
+def _open_training_data(config: TrainConfig, ctx, device) -> _TrainingData:
+    """Open ``config.data`` and build the loaders: in memory, or streamed for big image folders.
+
+    Training loaders: rank r takes every world_size-th index of the epoch's permutation,
+    B/world_size per step, so the ranks' batches at step t together are the one-process batch t.
+    """
+    from cnnkit.data.open import image_folder_root
+
+    root = image_folder_root(config.data)
+    stream = config.stream
+    if stream and root is None:
+        raise ValueError(f"stream=True needs a folder of class sub-folders of images, got "
+                         f"data={config.data!r}; other sources are read into memory (drop "
+                         "--stream)")
+    if stream is None and root is not None:
+        from cnnkit.data.stream import STREAM_ABOVE_BYTES, decoded_bytes, folder_file_splits
+
+        files = folder_file_splits(root).train
+        size = None if config.input_size is None else (config.input_size, config.input_size)
+        stream = decoded_bytes(files, size=size) > STREAM_ABOVE_BYTES
+    per_rank = distributed.per_rank_batch_size(config.batch_size, ctx.world_size)
+    common = {"seed": config.seed, "device": device, "channels_last": config.channels_last}
+    if stream:
+        return _streamed_data(root, config, ctx, per_rank, common)
+
+    from cnnkit.data.loader import InMemoryLoader
+    from cnnkit.data.normalization import Normalization
+    from cnnkit.data.open import open_data
+
+    splits = open_data(config.data, data_dir=config.data_dir, val_split=config.val_split,
+                       seed=config.seed, size=config.input_size, download=config.download)
+    normalization = Normalization.fit(splits.train.images)
+
+    def evaluation(part):
+        # Several processes: each evaluates its own unpadded shard (metrics are all-reduced).
+        if part is None:
+            return None
+        return InMemoryLoader(distributed.shard_data(part, ctx), batch_size=config.batch_size,
+                              shuffle=False, normalization=normalization, **common)
+
+    train_loader = InMemoryLoader(splits.train, batch_size=per_rank, shuffle=True,
+                                  normalization=normalization, rank=ctx.rank,
+                                  world_size=ctx.world_size, **common)
+    return _TrainingData(list(splits.train.class_names),
+                         tuple(splits.train.images.shape[1:]),  # (N, C, H, W) -> (C, H, W)
+                         normalization, splits.train.images[:5000], len(splits.train),
+                         train_loader, evaluation(splits.val), evaluation(splits.test), False)
+
+
+def _streamed_data(root, config: TrainConfig, ctx, per_rank: int, common: dict) -> _TrainingData:
+    """Loaders that decode ``root``'s files in worker processes every epoch (big folders)."""
+    from cnnkit.data.stream import StreamingLoader, fit_normalization, folder_file_splits
+
+    parts = folder_file_splits(root, val_split=config.val_split, seed=config.seed)
+    size = config.input_size
+    shard = {"rank": ctx.rank, "world_size": ctx.world_size}
+    train_loader = StreamingLoader(parts.train, parts.class_names, batch_size=per_rank,
+                                   shuffle=True, size=size, **shard, **common)
+    normalization = fit_normalization(train_loader, seed=config.seed)
+    train_loader.normalization = normalization
+
+    def evaluation(files):
+        # Several processes: each evaluates its shard; the last one repeats up to N-1 files.
+        if files is None:
+            return None
+        return StreamingLoader(files, parts.class_names, batch_size=config.batch_size,
+                               shuffle=False, size=train_loader.input_shape[1:],
+                               channels=train_loader.input_shape[0],
+                               normalization=normalization, **shard, **common)
+
+    sample = torch.stack([train_loader.dataset[i][0] for i in range(min(64, len(parts.train)))
+                          if train_loader.dataset[i][0] is not None])
+    return _TrainingData(parts.class_names, train_loader.input_shape, normalization, sample,
+                         len(parts.train), train_loader, evaluation(parts.val),
+                         evaluation(parts.test), True)
+
+
 def train(config: TrainConfig | None = None, *, resume: str | Path | None = None,
           callbacks: Iterable[Callback] = (), progress: bool | None = None,
           overwrite: bool = False,
@@ -162,15 +254,9 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     seed_everything(config.seed)
 
-    from cnnkit.data.loader import InMemoryLoader
-    from cnnkit.data.normalization import Normalization
-    from cnnkit.data.open import open_data
-
-    splits = open_data(config.data, data_dir=config.data_dir, val_split=config.val_split,
-                       seed=config.seed, size=config.input_size)
-    class_names = list(splits.train.class_names)
-    input_shape = tuple(splits.train.images.shape[1:])  # (N, C, H, W) -> (C, H, W)
-    normalization = Normalization.fit(splits.train.images)
+    trainer_device = distributed.local_device(resolve_device(config.device), ctx)
+    data = _open_training_data(config, ctx, trainer_device)
+    class_names, input_shape, normalization = data.class_names, data.input_shape, data.normalization
     if model_builder is not None:
         model = model_builder(len(class_names), input_shape)
     else:
@@ -180,9 +266,10 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     # the weights from the checkpoint.
     from cnnkit.train.recipes import prepare_model
 
-    prepare_model(model, normalization.apply(splits.train.images[:5000]))
-    log.info("data %s: %d train images %s, %d classes; model %s", config.data,
-             len(splits.train), format_shape_hwc(input_shape), len(class_names), config.model)
+    prepare_model(model, normalization.apply(data.sample))
+    log.info("data %s: %d train images %s, %d classes%s; model %s", config.data, data.n_train,
+             format_shape_hwc(input_shape), len(class_names),
+             " (streamed from disk)" if data.streamed else "", config.model)
 
     if resume is None:
         config = config.replace(out=str(out))
@@ -194,36 +281,20 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     elif ctx.is_main:
         rf.truncate_metrics(out, checkpoint.epoch)
 
-    trainer_device = distributed.local_device(resolve_device(config.device), ctx)
     own_callbacks: list[Callback] = []
     if ctx.is_main:
         own_callbacks.append(JSONLinesLogger(out / rf.METRICS_FILE, append=resume is not None))
-    augment = None
     if config.augment.strip():
         # Each rank draws its own augmentations (seeds differ by rank).
         augment = EpochAugment(config.augment, num_classes=len(class_names),
                                seed=config.seed + 1_000_003 * ctx.rank)
         own_callbacks.append(_SetAugmentEpoch(augment))
+        data.train_loader.augment = augment
     if config.early_stopping:
-        monitor = "val_loss" if splits.val is not None else "loss"
+        monitor = "val_loss" if data.val_loader is not None else "loss"
         own_callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping))
 
-    def loader(data, *, shuffle: bool, aug=None):
-        # Several processes: each evaluates its own unpadded shard (metrics are all-reduced).
-        return InMemoryLoader(distributed.shard_data(data, ctx), batch_size=config.batch_size,
-                              shuffle=shuffle, seed=config.seed, device=trainer_device,
-                              normalization=normalization, augment=aug,
-                              channels_last=config.channels_last)
-
-    # Training: rank r takes every world_size-th index of the epoch's permutation, B/world_size
-    # per step, so the ranks' batches at step t together are the one-process batch t.
-    train_loader = InMemoryLoader(
-        splits.train, batch_size=distributed.per_rank_batch_size(config.batch_size,
-                                                                 ctx.world_size),
-        shuffle=True, seed=config.seed, device=trainer_device, normalization=normalization,
-        augment=augment, channels_last=config.channels_last, rank=ctx.rank,
-        world_size=ctx.world_size)
-    val_loader = loader(splits.val, shuffle=False) if splits.val is not None else None
+    train_loader, val_loader = data.train_loader, data.val_loader
     trainer = Trainer(model, config, callbacks=[*own_callbacks, *callbacks],
                       checkpoint_dir=out / rf.CHECKPOINT_DIR, progress=progress,
                       checkpoint_extra={"data": config.data, "seed": config.seed})
@@ -236,8 +307,8 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     results: dict[str, Any] = {"epochs": trainer.epoch, "global_step": trainer.global_step}
     if history.epoch:
         results.update({k: v[-1] for k, v in history.history.items()})
-    if splits.test is not None:
-        test = trainer.evaluate(loader(splits.test, shuffle=False), confusion=True)
+    if data.test_loader is not None:
+        test = trainer.evaluate(data.test_loader, confusion=True)
         results.update({f"test_{k}": v for k, v in test.items() if k != "confusion_matrix"})
         results["test_confusion_matrix"] = test["confusion_matrix"].tolist()
     if ctx.is_main:
