@@ -39,3 +39,20 @@ def test_export_dispatches_by_format_and_rejects_unknown(run_dir, tmp_path):
     assert export(run_dir, tmp_path / "a.pt", format="torchscript").is_file()
     with pytest.raises(ValueError, match="format must be one of"):
         export(run_dir, tmp_path / "a.tflite", format="tflite")
+
+
+def test_torch_export_reaches_torchvision_features_submodule_of_vgg(tmp_path):
+    from cnnkit.models import create
+    from cnnkit.train.run_folder import LoadedModel
+
+    model = create("vgg11", num_classes=3, in_channels=1, input_size=32,
+                   classifier_width=16).eval()
+    loaded = LoadedModel(model, ["a", "b", "c"], None, (1, 32, 32), {})
+    path = export_program(loaded, tmp_path / "vgg.pt2")
+    pixels = torch.randint(0, 256, (2, 1, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = model(pixels.float() / 255)
+    torch.testing.assert_close(torch.export.load(str(path)).module()(pixels), expected,
+                               rtol=1e-4, atol=1e-5)
+    # The user's model is untouched: features(x) is still the embedding method.
+    assert model.features(torch.zeros(1, 1, 32, 32)).shape == (1, 16)

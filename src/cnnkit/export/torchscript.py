@@ -8,6 +8,7 @@ format to share; these are for deployment with libtorch or PyTorch's AOT tooling
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import warnings
@@ -17,7 +18,8 @@ import torch
 
 from cnnkit.export.errors import ExportError
 from cnnkit.export.verify import DEFAULT_ATOL, DEFAULT_RTOL, check_close
-from cnnkit.export.wrapper import PreprocessedModel, resolve_loaded, sample_inputs
+from cnnkit.export.wrapper import (PreprocessedModel, resolve_loaded, sample_inputs,
+                                   unshadow_submodules)
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +126,8 @@ def export_program(run_or_loaded, path, *, fold_normalization: bool = True,
     example = sample_inputs(loaded.input_shape, 2, wrapped.input_dtype)
     batch = torch.export.Dim("batch", min=1, max=65536)
     try:
-        program = torch.export.export(wrapped, (example,), dynamic_shapes={"x": {0: batch}})
+        capture = unshadow_submodules(copy.deepcopy(wrapped))
+        program = torch.export.export(capture, (example,), dynamic_shapes={"x": {0: batch}})
         _atomic_save(lambda p: torch.export.save(program, str(p)), path)
         reloaded = torch.export.load(str(path)).module()
     except Exception as error:

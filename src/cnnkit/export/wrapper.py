@@ -86,6 +86,21 @@ class PreprocessedModel(nn.Module):
         return self.network(x)
 
 
+def unshadow_submodules(model: nn.Module) -> nn.Module:
+    """Make every submodule reachable by attribute, for tools that look them up that way.
+
+    ``torch.export`` finds submodules with ``getattr``; in AlexNet, VGG and DenseNet the zoo
+    models' ``features(x)`` method has the name of torchvision's ``features`` submodule and
+    hides it. An instance attribute wins over a class's method, so on ``model`` (an export
+    copy: the user's model keeps its ``features(x)``) each hidden submodule is set as one.
+    """
+    for module in model.modules():
+        for name, child in module.named_children():
+            if callable(getattr(type(module), name, None)):
+                module.__dict__[name] = child
+    return model
+
+
 def sample_inputs(input_shape, batch_size: int, input_dtype: str, *,
                   seed: int = 0) -> torch.Tensor:
     """Random pixels of the exported model's input type, for tracing and verification.
