@@ -137,3 +137,30 @@ def test_channels_last_follows_the_default_layout_loss_curve():
     default = _losses(channels_last=False)
     nhwc = _losses(channels_last=True)
     assert nhwc == pytest.approx(default, rel=1e-3, abs=1e-4)
+
+
+def test_bf16_channels_last_follows_the_bf16_loss_curve():
+    default = _losses(precision="bf16", channels_last=False)
+    nhwc = _losses(precision="bf16", channels_last=True)
+    assert nhwc == pytest.approx(default, rel=2e-2, abs=2e-2)
+
+
+def test_auto_channels_last_runs_a_bf16_trainer_nhwc_with_the_same_outputs():
+    x = _data(8)[0]
+    reference = _net()(x)
+    trainer = Trainer(_net(), TrainConfig(device="cpu", precision="bf16"), progress=False)
+    assert trainer.channels_last
+    conv = trainer.model[0]  # one input channel: NHWC only because the weight was restrided
+    assert conv.weight.stride()[1] == 1
+    assert conv(x).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(trainer.model(x), reference)
+
+
+@pytest.mark.parametrize("setting, precision, expected", [
+    (None, "bf16", True), (None, "fp32", False), (True, "fp32", True), (False, "bf16", False),
+])
+def test_channels_last_auto_follows_the_autocast_precision(setting, precision, expected):
+    from cnnkit.train.device import resolve_channels_last
+
+    assert resolve_channels_last(setting, resolve_precision(precision,
+                                                            torch.device("cpu"))) is expected

@@ -81,7 +81,8 @@ class TrainConfig:
         precision: ``fp32``, ``bf16`` or ``fp16`` autocast (fp16 only on CUDA, with a grad scaler);
             ``auto``: bf16 where the device computes it natively (CUDA with bf16, a CPU with
             AVX512-BF16 or AMX), else fp32 (see :func:`cnnkit.train.device.resolve_precision`).
-        channels_last: store activations NHWC (faster convolutions on recent GPUs).
+        channels_last: store conv weights and activations NHWC (None: exactly when autocast
+            runs in bf16/fp16, where it was measured faster; see bench/RESULTS.md).
         compile: wrap the model with ``torch.compile``.
         fused_optimizer: run Adam/AdamW/SGD built from ``optimizer`` with their fused kernel
             (same update, one pass over memory: faster on CPU and GPU).
@@ -127,7 +128,7 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "auto"
     precision: str = "fp32"
-    channels_last: bool = False
+    channels_last: bool | None = None
     compile: bool = False
     fused_optimizer: bool = True
     grad_clip: float | None = None

@@ -32,7 +32,7 @@ from cnnkit.train import distributed
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
 from cnnkit.train.config import TrainConfig
-from cnnkit.train.device import (resolve_device, resolve_precision,
+from cnnkit.train.device import (resolve_channels_last, resolve_device, resolve_precision,
                                  use_fused_optimizer)
 from cnnkit.train.losses import get_loss
 from cnnkit.train.metrics import MetricAccumulator
@@ -118,7 +118,8 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.model = model.to(self.device)
-        if self.config.channels_last:
+        self.channels_last = resolve_channels_last(self.config.channels_last, self.precision)
+        if self.channels_last:  # conv weights NHWC, so the activations follow
             self.model = self.model.to(memory_format=torch.channels_last)
         # Several processes: DDP all-reduces the gradients; self.model stays the plain module.
         trained = distributed.wrap_model(self.model, self.dist, sync_bn=self.config.sync_bn)
@@ -165,7 +166,7 @@ class Trainer:
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor | None):
         x = x.to(self.device, non_blocking=True)
-        if self.config.channels_last and x.ndim == 4:
+        if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, (None if y is None else y.to(self.device, non_blocking=True))
 
