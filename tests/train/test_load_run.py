@@ -51,3 +51,26 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it_again(tmp
     result = train(resume=out, progress=False)
     assert result.history.epoch == [1, 2]
     assert [r["epoch"] for r in read_metrics(out)] == [1, 2]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_channels_last_runs_resume_bitwise(tmp_path, precision):
+    """A resumed channels-last run must restore the optimizer state in the weights' layout."""
+    from safetensors.torch import load_file
+
+    from cnnkit.train.callbacks import Callback
+
+    class StopAfter2(Callback):
+        def on_epoch_end(self, trainer, epoch, logs):
+            trainer.stop_training = epoch == 2
+
+    def config(name):
+        return TrainConfig(data="digits", epochs=4, device="cpu", precision=precision,
+                           channels_last=True, out=str(tmp_path / name))
+
+    train(config("straight"), progress=False)
+    train(config("resumed"), progress=False, callbacks=[StopAfter2()])
+    train(resume=tmp_path / "resumed", progress=False)
+    straight = load_file(str(tmp_path / "straight" / "weights.safetensors"))
+    resumed = load_file(str(tmp_path / "resumed" / "weights.safetensors"))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)

@@ -127,6 +127,23 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, ckpt: Checkpoint) -> No
                               f"optimizer parameter groups, the optimizer has "
                               f"{len(optimizer.param_groups)}; use the same optimizer settings")
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+    _match_state_layout(optimizer)
+
+
+def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give each per-parameter state tensor its parameter's memory layout.
+
+    Checkpoints store tensors contiguous; a channels-last parameter's ``exp_avg`` must be
+    channels-last again, or the fused kernels pair the wrong elements and a resumed run drifts
+    from an uninterrupted one.
+    """
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if (isinstance(value, torch.Tensor) and value.shape == param.shape
+                        and value.stride() != param.stride()):
+                    optimizer.state[param][name] = torch.empty_like(
+                        param, dtype=value.dtype).copy_(value)
 
 
 # ---------------------------------------------------------------------------- save / load
