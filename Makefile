@@ -23,7 +23,7 @@ browser:
 
 test: .venv browser
 	$(PIP_INSTALL) -e ".[test]"
-	.venv/bin/python -m pytest -q -n 2
+	.venv/bin/python -m pytest -q -n 2 --dist loadgroup
 
 bench: .venv
 	$(PIP_INSTALL) -e ".[test,bench]"

@@ -94,6 +94,7 @@ def _trained_weights(accumulate_steps: int) -> dict[str, torch.Tensor]:
     x = torch.randn(50, 1, 4, 4, generator=torch.Generator().manual_seed(1))
     y = torch.arange(50) % 3
     config = TrainConfig(epochs=2, batch_size=16, optimizer="sgd", lr=0.1, schedule="constant",
+                         precision="fp32",
                          device="cpu", accumulate_steps=accumulate_steps)
     trainer = Trainer(model, config, progress=False)
     trainer.fit(TensorBatches(x, y, batch_size=16, shuffle=True))

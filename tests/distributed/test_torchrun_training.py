@@ -29,6 +29,11 @@ HERE = Path(__file__).resolve().parent
 WEIGHT_TOL = {"atol": 2e-5, "rtol": 1e-4}
 
 
+# Both tests start real 2-process torchrun jobs: run them one after the other on one xdist
+# worker (`make test` uses --dist loadgroup) so their processes never compete on 2 cores.
+pytestmark = pytest.mark.xdist_group("torchrun")
+
+
 @pytest.fixture(autouse=True)
 def _not_inside_torchrun(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -37,7 +42,8 @@ def _not_inside_torchrun(monkeypatch):
 
 
 def _one_process(tmp_path: Path, name: str, epochs: int) -> Path:
-    config = TrainConfig(epochs=epochs, batch_size=64, device="cpu", out=str(tmp_path / name))
+    config = TrainConfig(epochs=epochs, batch_size=64, device="cpu", precision="fp32",
+                         out=str(tmp_path / name))
     return train(config, progress=False).out
 
 
@@ -51,6 +57,7 @@ def _assert_same_weights(run_a: Path, run_b: Path) -> None:
 def test_cli_nproc_2_trains_like_one_process_and_rank_0_alone_writes(tmp_path, capfd):
     # Two processes x (two accumulation micro-batches of 16) = the global batch of 64.
     rc = main(["train", "--nproc", "2", "--epochs", "2", "--batch-size", "64", "--device", "cpu",
+               "--precision", "fp32",
                "--accumulate-steps", "2", "--no-progress", "--out", str(tmp_path / "ddp")])
     captured = capfd.readouterr()
     assert rc == 0, captured.err

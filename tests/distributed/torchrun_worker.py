@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--kill-epoch", type=int, default=3)
     args = parser.parse_args()
-    config = TrainConfig(epochs=args.epochs, batch_size=64, device="cpu", out=args.out)
+    config = TrainConfig(epochs=args.epochs, batch_size=64, device="cpu", precision="fp32",
+                         out=args.out)
     try:
         train(config, callbacks=[KillRankAtEpoch(1, args.kill_epoch)], progress=False)
     finally:

@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -223,7 +223,10 @@ def test_gradient_matches_field_for_random_stacks(layers, data):
             modules.append(nn.AvgPool2d(k, s, p))
     model = nn.Sequential(nn.Conv2d(1, 2, 1), *modules)
     last = str(len(model) - 1)
-    grid = model(torch.zeros(1, 1, 24, 24)).shape[-2:]
+    try:
+        grid = model(torch.zeros(1, 1, 24, 24)).shape[-2:]
+    except RuntimeError:  # the stack shrinks a 24x24 image to nothing: not a valid model
+        assume(False)
     unit = (data.draw(st.integers(0, grid[0] - 1)), data.draw(st.integers(0, grid[1] - 1)))
     if all(d == 1 and stride <= k for _, k, stride, _, d in layers):
         assert_mask_is_box(model, last, unit, "24x24x1")

@@ -153,7 +153,7 @@ def test_fp16_on_cpu_falls_back_to_fp32_with_a_warning(caplog):
 def test_flip_tta_averages_the_image_and_its_mirror(blobs):
     x, _ = blobs
     model = small_cnn().eval()
-    trainer = Trainer(model, TrainConfig(device="cpu"), progress=False)
+    trainer = Trainer(model, TrainConfig(device="cpu", precision="fp32"), progress=False)
     probs = trainer.predict_proba([x[:10]], tta=True)
     with torch.no_grad():
         expected = (F.softmax(model(x[:10]), 1) + F.softmax(model(x[:10].flip(3)), 1)) / 2
@@ -163,7 +163,8 @@ def test_flip_tta_averages_the_image_and_its_mirror(blobs):
 def test_softmax_ending_model_trains_on_log_probabilities(blobs):
     x, y = blobs
     model = nn.Sequential(small_cnn(), nn.Softmax(dim=1))
-    trainer = Trainer(model, TrainConfig(epochs=3, lr=1e-2, device="cpu"), progress=False)
+    trainer = Trainer(model, TrainConfig(epochs=3, lr=1e-2, device="cpu", precision="fp32"),
+                      progress=False)
     with torch.no_grad():
         out = model(x[:8])
     expected = F.nll_loss(torch.log(out), y[:8])
