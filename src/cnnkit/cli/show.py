@@ -191,15 +191,22 @@ def _rf(args) -> int:
     return _done(out)
 
 
-def _gradcam(args) -> int:
-    from cnnkit.inspect.saliency import grad_cam
-    from cnnkit.viz.heatmap import plot_heatmap
-
+def _run_image_and_target(args):
+    """The run, the image (raw and as the model's input) and the class to explain: ``--class``,
+    else the class the model predicts."""
     run = _load_run(args.run)
     raw, x = _run_image(run, args.image)
     target = _class_index(run, args.class_)
     if target is None:
         target = int(run.predict_proba(raw).argmax())
+    return run, raw, x, target
+
+
+def _gradcam(args) -> int:
+    from cnnkit.inspect.saliency import grad_cam
+    from cnnkit.viz.heatmap import plot_heatmap
+
+    run, raw, x, target = _run_image_and_target(args)
     cam = grad_cam(run.model, x, target=target, layer=args.layer)
     out = Path(args.out)
     plot_heatmap(raw, cam, title=f"Grad-CAM for class {run.class_names[target]!r}", path=out)
@@ -210,11 +217,7 @@ def _saliency(args) -> int:
     from cnnkit.inspect.saliency import saliency
     from cnnkit.viz.heatmap import plot_heatmap
 
-    run = _load_run(args.run)
-    raw, x = _run_image(run, args.image)
-    target = _class_index(run, args.class_)
-    if target is None:
-        target = int(run.predict_proba(raw).argmax())
+    run, raw, x, target = _run_image_and_target(args)
     out = Path(args.out)
     plot_heatmap(raw, saliency(run.model, x, target=target),
                  title=f"Saliency |d score / d pixel| for {run.class_names[target]!r}", path=out)
