@@ -1,23 +1,30 @@
-"""Load test of ``cnnkit serve`` on loopback, and predict throughput: PyTorch vs onnxruntime.
+"""Load test of ``cnnkit serve`` on loopback, and predict speed: PyTorch vs onnxruntime.
 
-Section 1 (load): trains a small CNN on the built-in digits (a few seconds; or ``--run RUN``),
-starts the server in a subprocess (uvicorn on 127.0.0.1), and runs ``--clients`` concurrent
-HTTP clients for ``--seconds`` each against two server settings, alternated: dynamic batching
-(max batch 32, wait 2 ms) and no batching (max batch 1). The clients mix JSON pixel arrays,
-multipart PNG uploads and JSON batches of 4 images. Reported: requests/s, images/s, p50/p99
-latency, HTTP errors, and lost requests (sent but never answered).
+Section 1 (load): trains a small CNN on the built-in digits (a few seconds; or ``--run RUN``,
+or ``--model resnet18``: a zoo model with random weights), starts the server in a subprocess
+(uvicorn on 127.0.0.1), and runs ``--clients`` concurrent HTTP clients for ``--seconds`` each
+against three server settings, alternated: dynamic batching (max batch 32, wait 2 ms) with
+``--backend auto`` and with ``--backend torch``, and no batching (max batch 1, auto). The
+clients mix JSON pixel arrays, multipart PNG uploads and JSON batches of 4 images. Reported:
+requests/s, images/s, p50/p99 latency, HTTP errors, and lost requests (sent but never answered).
 
 Section 2 (predict): images/s at batch 256 and single-image p50/p99 latency of LeNet-5 (28x28x1)
-and ResNet-18 (32x32x3), PyTorch eager (``torch.inference_mode``) vs onnxruntime on the file
-``cnnkit.export.export_onnx`` writes, alternated, median of the repeats. Random weights: speed
-does not depend on them.
+and ResNet-18 (32x32x3): the network alone in PyTorch eager (``torch.inference_mode``) and in
+onnxruntime (the export ``backend="auto"`` caches), and ``cnnkit.load(RUN, backend=...)``
+``.predict_proba`` on uint8 pixels with backend torch and auto (what ``cnnkit predict`` and the
+server run), alternated, median of the repeats. Random weights: speed does not depend on them.
 
-Section 3 (``--only formats``, ~10 minutes): every registered model exported to ONNX,
+Section 3 (cli): wall time of the whole ``cnnkit predict RUN FILES --backend B`` command in a
+fresh process for 1 and 1024 PNG files: torch, auto (the default) and onnxruntime without the
+run's cached export, and auto with it.
+
+Section 4 (``--only formats``, ~10 minutes): every registered model exported to ONNX,
 TorchScript and torch.export, each verified against PyTorch; a table of what works.
 
 Run from the repo root:
-    python -m bench.serve_load                   # sections 1 and 2
-    python -m bench.serve_load --only predict --repeats 5
+    python -m bench.serve_load                   # sections 1, 2 and 3
+    python -m bench.serve_load --only predict --repeats 5 --threads 1
+    python -m bench.serve_load --only cli --repeats 3 --threads 1
     python -m bench.serve_load --only formats
 """
 from __future__ import annotations
@@ -26,11 +33,13 @@ import argparse
 import asyncio
 import io
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +50,8 @@ from bench._common import alternate, machine_note, median_of, print_table
 SERVER_CODE = """
 import sys, uvicorn
 from cnnkit.serve import BatchConfig, ServeConfig, create_app
-run, port, max_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-config = ServeConfig(batch=BatchConfig(max_batch=max_batch, max_wait_ms=2.0))
+run, port, max_batch, backend = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+config = ServeConfig(batch=BatchConfig(max_batch=max_batch, max_wait_ms=2.0), backend=backend)
 uvicorn.run(create_app(run, config), host="127.0.0.1", port=port, log_level="warning")
 """
 
@@ -63,13 +72,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(run: Path, max_batch: int) -> tuple[subprocess.Popen, str]:
+def start_server(run: Path, max_batch: int, backend: str) -> tuple[subprocess.Popen, str]:
     """uvicorn in a subprocess; returns once /health answers."""
     import httpx
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-c", SERVER_CODE, str(run), str(port),
-                                str(max_batch)])
+                                str(max_batch), backend])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -140,14 +149,18 @@ async def drive(url: str, mix: list[dict], clients: int, seconds: float) -> dict
             "requests": counts["ok"]}
 
 
-def load_section(run: Path | None, clients: int, seconds: float, repeats: int) -> None:
+def load_section(run: Path | None, clients: int, seconds: float, repeats: int,
+                 model: str | None = None) -> None:
     import cnnkit
 
     with tempfile.TemporaryDirectory() as tmp:
+        if model is not None:
+            run = write_random_run(Path(tmp) / model, model, dict(PREDICT_MODELS)[model])
         run = run or train_quick_run(Path(tmp) / "digits")
         mix = request_mix(cnnkit.load(run).input_shape)
-        servers = {"dynamic batching (max 32, 2 ms)": start_server(run, 32),
-                   "no batching (max 1)": start_server(run, 1)}
+        servers = {"dynamic batching (max 32, 2 ms), auto": start_server(run, 32, "auto"),
+                   "dynamic batching (max 32, 2 ms), torch": start_server(run, 32, "torch"),
+                   "no batching (max 1), auto": start_server(run, 1, "auto")}
         try:
             results = alternate({name: (lambda _r, url=url: asyncio.run(
                 drive(url, mix, clients, seconds))) for name, (_, url) in servers.items()},
@@ -167,57 +180,158 @@ def load_section(run: Path | None, clients: int, seconds: float, repeats: int) -
 
 
 # ---------------------------------------------------------------------------- section 2: predict
-def predict_section(repeats: int, batch: int, singles: int) -> None:
-    """PyTorch eager vs onnxruntime: images/s at ``batch`` and single-image latency."""
-    from cnnkit.export import export_onnx, onnx_session
+PREDICT_MODELS = [("lenet5", (1, 28, 28)), ("resnet18", (3, 32, 32))]
+
+
+def write_random_run(folder: Path, name: str, shape) -> Path:
+    """A run folder (model.json + weights.safetensors) of a zoo model with random weights."""
+    from cnnkit.data.normalization import Normalization
     from cnnkit.models import create
-    from cnnkit.train.run_folder import LoadedModel
+    from cnnkit.train.run_folder import MODEL_FILE, WEIGHTS_FILE, model_metadata, save_weights, \
+        write_json
+
+    folder.mkdir(parents=True)
+    model = create(name, num_classes=10, in_channels=shape[0], input_size=shape[1:])
+    save_weights(model, folder / WEIGHTS_FILE)
+    norm = Normalization((0.5,) * shape[0], (0.25,) * shape[0])
+    write_json(folder / MODEL_FILE, model_metadata(model, [str(k) for k in range(10)], norm,
+                                                   shape))
+    return folder
+
+
+def measure_predict(run_fn, big, singles: list, min_seconds: float = 1.0) -> Callable[[int], dict]:
+    """images/s on ``big`` (calls repeated for ``min_seconds``, at least 2) and p50/p99 ms of
+    one call per single image.
+
+    Each round first runs both shapes once: oneDNN and onnxruntime prepare per input shape.
+    """
+    def fn(_repeat):
+        run_fn(big)
+        run_fn(singles[0])
+        calls, start = 0, time.perf_counter()
+        while calls < 2 or time.perf_counter() - start < min_seconds:
+            run_fn(big)
+            calls += 1
+        throughput = calls * len(big) / (time.perf_counter() - start)
+        latencies = []
+        for x in singles:
+            start = time.perf_counter()
+            run_fn(x)
+            latencies.append((time.perf_counter() - start) * 1000)
+        return {"img_per_s": throughput, "p50_ms": statistics.median(latencies),
+                "p99_ms": float(np.percentile(latencies, 99))}
+    return fn
+
+
+def predict_section(repeats: int, batch: int, singles: int) -> None:
+    """Network alone (PyTorch eager, onnxruntime) and ``cnnkit.load(RUN, backend=...)``.
+
+    The first two rows run the network on normalised float32 batches; the ``cnnkit predict``
+    rows take uint8 pixels through ``LoadedModel.predict_proba`` (what ``cnnkit predict`` and
+    the server call: normalisation, the network on the chosen backend, softmax).
+    """
+    from cnnkit.export.runtime import CACHE_DIR
+    from cnnkit.train.run_folder import load_run
 
     threads = torch.get_num_threads()
     rows = []
-    for name, shape in [("lenet5", (1, 28, 28)), ("resnet18", (3, 32, 32))]:
-        model = create(name, num_classes=10, in_channels=shape[0], input_size=shape[1:]).eval()
-        loaded = LoadedModel(model, [str(k) for k in range(10)], None, shape, {})
+    for name, shape in PREDICT_MODELS:
         with tempfile.TemporaryDirectory() as tmp:
-            session = onnx_session(export_onnx(loaded, Path(tmp) / f"{name}.onnx",
-                                               input_dtype="float32"), threads=threads)
-        big = torch.rand(batch, *shape)
-        one = [torch.rand(1, *shape) for _ in range(singles)]
+            run = write_random_run(Path(tmp) / name, name, shape)
+            eager = load_run(run, backend="torch")
+            auto = load_run(run, backend="auto")
+            session = auto.forward.session if auto.backend == "onnxruntime" else None
+            print(f"{name} {shape}: backend auto chose {auto.backend} "
+                  f"({sorted(p.name for p in (run / CACHE_DIR).glob('*'))})", flush=True)
+        pixels = torch.randint(0, 256, (batch, *shape), dtype=torch.uint8)
+        floats = eager.normalization.apply(pixels)
+        one_pixels = [pixels[i:i + 1].clone() for i in range(min(singles, batch))]
+        one_floats = [floats[i:i + 1].clone() for i in range(min(singles, batch))]
 
-        def torch_run(x):
+        def torch_run(x, model=eager.model):
             with torch.inference_mode():
                 return model(x)
 
-        def ort_run(x):
-            return session.run(None, {"images": x.numpy()})
-
-        def measure(run_fn):
-            def fn(_repeat):
-                run_fn(big[:8])  # warm-up
-                start = time.perf_counter()
-                run_fn(big)
-                throughput = batch / (time.perf_counter() - start)
-                latencies = []
-                for x in one:
-                    start = time.perf_counter()
-                    run_fn(x)
-                    latencies.append((time.perf_counter() - start) * 1000)
-                return {"img_per_s": throughput, "p50_ms": statistics.median(latencies),
-                        "p99_ms": float(np.percentile(latencies, 99))}
-            return fn
-
-        print(f"{name} {shape}:", flush=True)
-        results = alternate({"pytorch": measure(torch_run), "onnxruntime": measure(ort_run)},
-                            repeats)
-        base = median_of(results["pytorch"], "img_per_s")
+        contenders = {
+            "pytorch eager": measure_predict(torch_run, floats, one_floats),
+            "cnnkit predict, backend torch": measure_predict(
+                lambda x, m=eager: m.predict_proba(x, batch_size=batch), pixels, one_pixels),
+            "cnnkit predict, backend auto": measure_predict(
+                lambda x, m=auto: m.predict_proba(x, batch_size=batch), pixels, one_pixels),
+        }
+        if session is not None:
+            contenders["onnxruntime"] = measure_predict(
+                lambda x, s=session: s.run(None, {"images": x.numpy()}), floats, one_floats)
+        results = alternate(contenders, repeats)
+        base = median_of(results["pytorch eager"], "img_per_s")
         for runtime, r in results.items():
-            rows.append([name, runtime, f"{median_of(r, 'img_per_s'):.0f}",
+            label = f"{runtime} ({auto.backend})" if runtime.endswith("auto") else runtime
+            rows.append([name, label, f"{median_of(r, 'img_per_s'):.0f}",
                          f"{median_of(r, 'img_per_s') / base:.2f}x",
                          f"{median_of(r, 'p50_ms'):.2f}", f"{median_of(r, 'p99_ms'):.2f}"])
-    print_table(f"Predict: PyTorch eager vs onnxruntime, fp32 CPU, {threads} threads, batch "
-                f"{batch} / {singles} single images, median of {repeats}",
-                ["model", "runtime", f"images/s @{batch}", "vs pytorch", "single p50 ms",
+    print_table(f"Predict: fp32 CPU, {threads} threads, batch {batch} / {singles} single "
+                f"images, median of {repeats}",
+                ["model", "runtime", f"images/s @{batch}", "vs pytorch eager", "single p50 ms",
                  "single p99 ms"], rows)
+
+
+def cli_section(repeats: int, counts: list[int], threads: int) -> None:
+    """Wall time of the whole ``cnnkit predict RUN FILES [--backend B]`` command, per backend.
+
+    "nothing cached" starts without the run's cached export (``RUN/.cache``): ``auto`` then
+    exports only for ``AUTO_EXPORT_MIN_IMAGES`` files or more, ``onnxruntime`` always; "cached"
+    starts with it. Each command is a fresh process (imports included).
+    """
+    from PIL import Image
+
+    from cnnkit.export.runtime import CACHE_DIR
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, shape in PREDICT_MODELS:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = write_random_run(Path(tmp) / name, name, shape)
+            folder = Path(tmp) / "images"
+            folder.mkdir()
+            c, h, w = shape
+            for k in range(max(counts)):
+                pixels = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+                Image.fromarray(pixels.squeeze(-1) if c == 1 else pixels).save(
+                    folder / f"{k:05d}.png")
+            files = sorted(folder.iterdir())
+
+            def predict(backend: str | None, count: int) -> float:
+                argv = [sys.executable, "-m", "cnnkit", "predict", str(run),
+                        *map(str, files[:count]), "--json"]
+                argv += ["--backend", backend] if backend else []
+                start = time.perf_counter()
+                subprocess.run(argv, check=True, env=env, capture_output=True)
+                return time.perf_counter() - start
+
+            def command(backend: str | None, count: int, cached: bool):
+                def fn(_repeat):
+                    if not cached:
+                        shutil.rmtree(run / CACHE_DIR, ignore_errors=True)
+                    elif not (run / CACHE_DIR).is_dir():
+                        predict("onnxruntime", 1)  # makes the cached export, not timed
+                    return {"seconds": predict(backend, count)}
+                return fn
+
+            for count in counts:
+                print(f"{name}, {count} files:", flush=True)
+                results = alternate({
+                    "torch": command("torch", count, cached=False),
+                    "auto (default), nothing cached": command(None, count, cached=False),
+                    "onnxruntime, nothing cached": command("onnxruntime", count, cached=False),
+                    "auto (default), cached": command(None, count, cached=True)}, repeats)
+                base = median_of(results["torch"], "seconds")
+                rows += [[name, str(count), backend, f"{median_of(r, 'seconds'):.2f}",
+                          f"{median_of(r, 'seconds') / base:.2f}x"]
+                         for backend, r in results.items()]
+    print_table(f"cnnkit predict RUN FILES --backend B, whole command (fresh process), "
+                f"{threads} threads, median of {repeats}",
+                ["model", "files", "--backend", "seconds", "vs torch"], rows)
 
 
 # ---------------------------------------------------------------------------- section 3: formats
@@ -248,15 +362,19 @@ def formats_section() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("load", "predict", "formats"), default=None,
+    parser.add_argument("--only", choices=("load", "predict", "cli", "formats"), default=None,
                         help="one section; 'formats' (every zoo model, ~10 min) runs only so")
     parser.add_argument("--run", type=Path, default=None,
                         help="serve this run (default: train one on digits)")
+    parser.add_argument("--model", choices=[name for name, _ in PREDICT_MODELS], default=None,
+                        help="serve this zoo model with random weights (default: train one)")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--singles", type=int, default=200)
+    parser.add_argument("--cli-files", default="1,1024",
+                        help="image counts of the cnnkit predict command section (comma-separated)")
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op threads of PyTorch and onnxruntime (default: torch's)")
     args = parser.parse_args(argv)
@@ -264,9 +382,12 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     print(machine_note(), f"pid {os.getpid()}", flush=True)
     if args.only in (None, "load"):
-        load_section(args.run, args.clients, args.seconds, args.repeats)
+        load_section(args.run, args.clients, args.seconds, args.repeats, args.model)
     if args.only in (None, "predict"):
         predict_section(args.repeats, args.batch, args.singles)
+    if args.only in (None, "cli"):
+        cli_section(args.repeats, [int(n) for n in args.cli_files.split(",")],
+                    torch.get_num_threads())
     if args.only == "formats":
         formats_section()
 

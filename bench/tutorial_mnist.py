@@ -13,15 +13,22 @@ training images (scaled to 0–1), then test accuracy on the 10000 test images. 
   defaults: ``precision="auto"`` (bf16 autocast where the CPU has native bf16) and the fused
   Adam kernel.
 * ``cnnkit fit fp32``: the same with ``precision="fp32"`` (fused Adam only).
+* ``cnnkit fit, malloc untouched``: the defaults but ``tune_allocator=False``, the
+  before/after row of the allocator switch.
 * ``keras 3 (torch)``: Keras 3 on the torch backend, when ``keras`` is installed.
 
-Each repeat runs every contender once, alternating; the table shows medians. The time is the
-training epoch (model built, data already in memory as uint8); accuracy is measured after.
+Each repeat runs every contender once, alternating; the table shows medians. Every run is a
+fresh Python process (``--worker NAME``), so nothing one contender sets for its process (cnnkit
+tunes glibc's malloc, see ``cnnkit.train.allocator``) helps or hurts the next one. The time is
+the training epoch (model built, data already in memory as uint8); accuracy is measured after.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -75,7 +82,8 @@ def run_pytorch(x, y, x_test, y_test, seed: int, *, dataloader: bool) -> dict:
     return {"time_s": seconds, "accuracy": torch_accuracy(model, x_test, y_test)}
 
 
-def run_cnnkit(x_u8, y, x_test_u8, y_test, seed: int, *, precision: str | None) -> dict:
+def run_cnnkit(x_u8, y, x_test_u8, y_test, seed: int, *, precision: str | None,
+               tune_allocator: bool = True) -> dict:
     from cnnkit.keras import layers
     from cnnkit.keras.models import Sequential
 
@@ -86,6 +94,7 @@ def run_cnnkit(x_u8, y, x_test_u8, y_test, seed: int, *, precision: str | None) 
     # "adam" is Keras' Adam with its default lr 1e-3 (= LR); cnnkit builds it fused.
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     options = {} if precision is None else {"precision": precision}
+    options["tune_allocator"] = tune_allocator
     seconds, _ = timed(lambda: model.fit(x_u8, y, batch_size=BATCH, epochs=1, verbose=0,
                                          seed=seed, **options))
     _, accuracy = model.evaluate(x_test_u8, y_test, batch_size=1000, verbose=0)
@@ -120,43 +129,71 @@ def keras_runner(x_u8, y, x_test_u8, y_test):
     return run, ""
 
 
+CONTENDERS = ("pytorch DataLoader", "pytorch indexing", "cnnkit fit", "cnnkit fit fp32",
+              "cnnkit fit, malloc untouched", "keras 3 (torch)")
+
+
+def run_worker(name: str, seed: int) -> dict:
+    """One contender's run in this (fresh) process: ``{"time_s", "accuracy"}``."""
+    train, test = load_mnist()
+    x_u8, y, xt_u8, yt = train.images, train.labels, test.images, test.labels
+    if name.startswith("pytorch"):
+        x, xt = x_u8.float() / 255, xt_u8.float() / 255
+        return run_pytorch(x, y, xt, yt, seed, dataloader=name == "pytorch DataLoader")
+    if name == "cnnkit fit":
+        return run_cnnkit(x_u8, y, xt_u8, yt, seed, precision=None)
+    if name == "cnnkit fit fp32":
+        return run_cnnkit(x_u8, y, xt_u8, yt, seed, precision="fp32")
+    if name == "cnnkit fit, malloc untouched":
+        return run_cnnkit(x_u8, y, xt_u8, yt, seed, precision=None, tune_allocator=False)
+    keras_run, reason = keras_runner(x_u8, y, xt_u8, yt)
+    if keras_run is None:
+        return {"skipped": reason}
+    return keras_run(seed)
+
+
+def in_fresh_process(name: str, seed: int) -> dict:
+    """Run ``name`` once in a new Python process and return its measurements."""
+    out = subprocess.run([sys.executable, "-m", "bench.tutorial_mnist", "--worker", name,
+                          "--seed", str(seed)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="alternating rounds (median)")
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras contender")
+    parser.add_argument("--only", nargs="+", choices=CONTENDERS, help="run only these")
+    parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_worker(args.worker, args.seed)))
+        return
 
-    train, test = load_mnist()
-    x_u8, y, xt_u8, yt = train.images, train.labels, test.images, test.labels
-    x, xt = x_u8.float() / 255, xt_u8.float() / 255
-    contenders = {
-        "pytorch DataLoader": lambda s: run_pytorch(x, y, xt, yt, s, dataloader=True),
-        "pytorch indexing": lambda s: run_pytorch(x, y, xt, yt, s, dataloader=False),
-        "cnnkit fit": lambda s: run_cnnkit(x_u8, y, xt_u8, yt, s, precision=None),
-        "cnnkit fit fp32": lambda s: run_cnnkit(x_u8, y, xt_u8, yt, s, precision="fp32"),
-    }
-    if not args.no_keras:
-        keras_run, reason = keras_runner(x_u8, y, xt_u8, yt)
-        if keras_run is None:
-            print(f"skipping keras: {reason}")
-        else:
-            contenders["keras 3 (torch)"] = keras_run
+    names = [n for n in (args.only or CONTENDERS) if not (args.no_keras and "keras" in n)]
+    contenders = {name: (lambda s, name=name: in_fresh_process(name, s)) for name in names}
     print(machine_note())
     peak = matmul_peak_gflops()
     print(f"fp32 matmul peak (2048², {torch.get_num_threads()} threads): {peak:.0f} GFLOP/s")
     results = alternate(contenders, args.repeats)
 
-    reference = median_of(results["pytorch DataLoader"], "time_s")
+    reference_name = names[0]
+    reference = median_of(results[reference_name], "time_s")
     rows = []
     for name, runs in results.items():
+        if any("skipped" in r for r in runs):
+            print(f"skipping {name}: {runs[0]['skipped']}")
+            continue
         seconds = median_of(runs, "time_s")
-        gflops = FLOPS_PER_IMAGE * len(x) / seconds / 1e9
+        gflops = FLOPS_PER_IMAGE * 60000 / seconds / 1e9
         accs = [r["accuracy"] for r in runs]
         rows.append([name, f"{seconds:.2f}", f"{seconds / reference:.2f}×",
                      f"{100 * np.mean(accs):.2f} ± {100 * np.std(accs):.2f}",
                      f"{gflops:.0f}", f"{100 * gflops / peak:.0f}%"])
-    print_table(f"Tutorial CNN, 1 epoch of MNIST (median of {args.repeats}, alternating)",
-                ["contender", "s/epoch", "vs pytorch DataLoader", "test acc %", "GFLOP/s",
+    print_table(f"Tutorial CNN, 1 epoch of MNIST (median of {args.repeats}, alternating, "
+                "one fresh process per run)",
+                ["contender", "s/epoch", f"vs {reference_name}", "test acc %", "GFLOP/s",
                  "of fp32 matmul peak"], rows)
 
 

@@ -16,6 +16,7 @@ def test_serve_has_help(run_cli, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--max-batch" in out and "/predict" in out and "127.0.0.1" in out
+    assert "--backend {auto,torch,onnxruntime}" in out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,7 +1,8 @@
 """Every speed switch keeps training correct: the loss curve with it matches the curve without it.
 
 Switches: ``precision="auto"`` (bf16 autocast where native; ``fit``'s default), the fused
-optimizer kernel (``TrainConfig.fused_optimizer``, on by default) and ``channels_last``.
+optimizer kernel (``TrainConfig.fused_optimizer``, on by default), ``channels_last`` and the
+malloc tuning (``TrainConfig.tune_allocator``, on by default).
 No timing assertions: the speed-ups are measured in bench/ (bench/results/speed.md).
 """
 from __future__ import annotations
@@ -164,3 +165,12 @@ def test_channels_last_auto_follows_the_autocast_precision(setting, precision, e
 
     assert resolve_channels_last(setting, resolve_precision(precision,
                                                             torch.device("cpu"))) is expected
+
+
+# ------------------------------------------------------------------ tune_allocator
+
+def test_allocator_switch_keeps_the_loss_curve_identical():
+    # the allocator decides where buffers live, never what is computed: bitwise equal
+    on = _losses(precision="fp32", tune_allocator=True)
+    off = _losses(precision="fp32", tune_allocator=False)
+    assert on == off

@@ -115,3 +115,19 @@ def test_gradual_unfreezing_adds_groups_under_the_schedule():
     assert factors == pytest.approx([factors[0]] * 3)
     assert torch.equal(conv1, model.conv1.weight)
     assert not model.layer2[0].conv1.weight.requires_grad and model.layer3[0].conv1.weight.requires_grad
+
+
+def test_cnnkit_bn_layer_of_a_spec_model_joins_its_conv_and_freezes_its_statistics():
+    from cnnkit import Sequential
+    torch.manual_seed(0)
+    model = Sequential.from_spec("conv(8,3) bn relu maxpool(2) conv(16,3) bn relu gap fc(3)",
+                                 input_shape=(12, 12, 1))
+    groups = layer_groups(model)
+    assert [list(g.modules) for g in groups[:2]] == [["0", "1"], ["4", "5"]]  # conv + its bn
+    freeze(model, up_to=0)
+    stats = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("1.")}
+    model.train()
+    for x, _ in _batches(size=12):
+        model(x)
+    assert model[1].training is False
+    assert all(torch.equal(stats[k], model.state_dict()[k]) for k in stats)  # running stats kept

@@ -5,6 +5,7 @@ import argparse
 import csv
 import json
 import sys
+from pathlib import Path
 
 from cnnkit._checks import check_positive_int
 
@@ -20,6 +21,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--top", type=int, default=3, help="classes shown per image (default 3)")
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
+                   help="what runs the network: onnxruntime (the run's verified ONNX export, "
+                        "made once and cached in RUN/.cache), torch, or auto (default: "
+                        "onnxruntime if it is installed and the export is cached or there are "
+                        "at least 1024 images to pay for exporting; else torch)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON object per image")
     fmt.add_argument("--csv", action="store_true", help="CSV: file, rank, class, probability")
@@ -27,13 +33,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnkit.export.runtime import AUTO_EXPORT_MIN_IMAGES, CACHE_DIR, use_backend
     from cnnkit.train.evaluation import expand_inputs, predict_files
     from cnnkit.train.run_folder import load_run
 
     check_positive_int(args.top, "--top")
     check_positive_int(args.batch_size, "--batch-size")
-    loaded = load_run(args.run)
     files = expand_inputs(args.inputs)
+    loaded = use_backend(load_run(args.run), args.backend, cache_dir=Path(args.run) / CACHE_DIR,
+                         export=len(files) >= AUTO_EXPORT_MIN_IMAGES)
     results = predict_files(loaded, files, top=args.top, batch_size=args.batch_size,
                             tta=args.tta)
     if args.json:

@@ -30,6 +30,10 @@ def add_parser(subparsers) -> None:
                    help="largest request body in MiB (default 8)")
     p.add_argument("--max-pixels", type=int, default=16_000_000,
                    help="largest image, width x height, checked before decoding (default 16e6)")
+    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
+                   help="what runs /predict: onnxruntime (the run's verified ONNX export, cached "
+                        "in RUN/.cache), torch, or auto (default: onnxruntime where it is "
+                        "installed and the export verifies, else torch)")
     p.set_defaults(func=run)
 
 
@@ -50,8 +54,11 @@ def run(args: argparse.Namespace) -> int:
         limits=ServeLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                            max_pixels=args.max_pixels),
         batch=BatchConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                          timeout_s=args.timeout))
+                          timeout_s=args.timeout),
+        backend=args.backend)
     app = create_app(args.run, config)
-    print(f"serving {args.run} on http://{args.host}:{args.port}/ (Ctrl+C to stop)")
+    backend = app.state.service.loaded.backend
+    print(f"serving {args.run} with {backend} on http://{args.host}:{args.port}/ "
+          "(Ctrl+C to stop)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -4,7 +4,8 @@ Every exported file takes raw pixels (uint8 0–255, (N, C, H, W), any N) and re
 (N, K): the run's normalisation is folded in (:mod:`cnnkit.export.wrapper`). Each export is
 checked against PyTorch on several batch sizes and fails with :class:`ExportError` (and no file)
 when the outputs differ. The run folder (safetensors + JSON, ``cnnkit.load``) remains the
-native format; these files are for other runtimes.
+native format; these files are for other runtimes. :mod:`cnnkit.export.runtime` runs
+``cnnkit.load(RUN, backend="auto")``'s predictions in onnxruntime on a cached export.
 
 Example:
     >>> from cnnkit.export import export_onnx
@@ -12,6 +13,7 @@ Example:
 """
 from cnnkit.export.errors import ExportError
 from cnnkit.export.onnx import export_onnx, onnx_session, read_onnx_metadata, verify_onnx
+from cnnkit.export.runtime import BACKENDS, use_backend
 from cnnkit.export.torchscript import export_program, export_torchscript
 from cnnkit.export.wrapper import PreprocessedModel
 
@@ -31,6 +33,6 @@ def export(run_or_loaded, path, *, format: str = "onnx", **kwargs):  # noqa: A00
     return functions[format](run_or_loaded, path, **kwargs)
 
 
-__all__ = ["FORMATS", "ExportError", "PreprocessedModel", "export", "export_onnx",
+__all__ = ["BACKENDS", "FORMATS", "ExportError", "PreprocessedModel", "export", "export_onnx",
            "export_program", "export_torchscript", "onnx_session", "read_onnx_metadata",
-           "verify_onnx"]
+           "use_backend", "verify_onnx"]

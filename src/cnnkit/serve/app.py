@@ -24,7 +24,7 @@ import json
 import logging
 import threading
 from http import HTTPStatus
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +83,10 @@ class ServeConfig:
         top_k: classes returned by ``/predict`` unless the request asks for another number.
         max_feature_channels: channels per layer sent by ``/features``.
         max_feature_layers: layers sent by ``/features`` (the first ones).
+        backend: what runs ``/predict``'s forward passes: ``"auto"`` (onnxruntime where it is
+            installed and the model exports, else torch), ``"torch"`` or ``"onnxruntime"``;
+            see :mod:`cnnkit.export.runtime`. ``/features`` always runs PyTorch (it hooks
+            every layer).
     """
 
     limits: ServeLimits = field(default_factory=ServeLimits)
@@ -90,10 +94,14 @@ class ServeConfig:
     top_k: int = 5
     max_feature_channels: int = 8
     max_feature_layers: int = 32
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("top_k", "max_feature_channels", "max_feature_layers"):
             check_positive_int(getattr(self, name), name)
+        from cnnkit.export.runtime import check_backend
+
+        check_backend(self.backend)
 
 
 def _error(status: int, error: str, detail: str) -> JSONResponse:
@@ -128,6 +136,7 @@ class ModelService:
             table = f"(no summary: {error})"
         return {
             "model": type(loaded.model).__name__,
+            "backend": loaded.backend,
             "architecture": getattr(loaded.model, "architecture", None),
             "class_names": list(loaded.class_names),
             "input_shape": list(self.input_shape),
@@ -208,20 +217,28 @@ def create_app(run_or_loaded, config: ServeConfig | None = None) -> FastAPI:
     """Build the FastAPI app serving one trained model.
 
     Args:
-        run_or_loaded: a run folder or a ``LoadedModel`` (``cnnkit.load(RUN)``).
-        config: limits, batching and page settings (default :class:`ServeConfig`).
+        run_or_loaded: a run folder or a ``LoadedModel`` (``cnnkit.load(RUN)``); a run
+            folder caches its ONNX export in ``RUN/.cache`` (see ``config.backend``).
+        config: limits, batching, backend and page settings (default :class:`ServeConfig`).
 
     Raises:
         CheckpointError: the run folder cannot be loaded.
+        ValueError / ExportError: ``config.backend="onnxruntime"`` cannot be used.
 
     Example:
         >>> import uvicorn
         >>> uvicorn.run(create_app("runs/digits"), host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
+    from cnnkit.export.runtime import CACHE_DIR, use_backend
     from cnnkit.export.wrapper import resolve_loaded
 
     config = config or ServeConfig()
-    service = ModelService(resolve_loaded(run_or_loaded), config)
+    is_run = isinstance(run_or_loaded, (str, Path))
+    # A copy, so that the caller's LoadedModel keeps its own backend (the network is shared).
+    loaded = replace(resolve_loaded(run_or_loaded))
+    use_backend(loaded, config.backend,
+                cache_dir=Path(run_or_loaded) / CACHE_DIR if is_run else None)
+    service = ModelService(loaded, config)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

@@ -2,9 +2,16 @@
 
 Hooks (all optional): ``on_train_begin(trainer)``, ``on_epoch_begin(trainer, epoch)``,
 ``on_batch_end(trainer, step, logs)``, ``on_epoch_end(trainer, epoch, logs)``,
-``on_train_end(trainer, logs)``. ``epoch`` counts from 1; ``logs`` is the epoch's metrics dict
-(``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``lr``, ...). A callback stops training by
-setting ``trainer.stop_training = True`` (Keras' name).
+``on_train_end(trainer, logs)``, and on a resume ``on_resume(trainer, epoch)``. ``epoch`` counts
+from 1; ``logs`` is the epoch's metrics dict (``loss``, ``accuracy``, ``val_loss``,
+``val_accuracy``, ``lr``, ...). A callback stops training by setting
+``trainer.stop_training = True`` (Keras' name).
+
+State: a callback that remembers something between epochs (a best value, a wait counter) returns
+it from ``state_dict()`` (a dict of JSON values and tensors; the base class returns None:
+nothing to save) and takes it back in ``load_state_dict(state)``. The Trainer saves the state of
+every such callback in its checkpoints and restores it on a resume, so a resumed run makes the
+same decisions as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -38,6 +45,21 @@ class Callback:
 
     def on_train_end(self, trainer, logs: dict[str, Any]) -> None:
         """Called once after the last epoch (also after early stopping)."""
+
+    def on_resume(self, trainer, epoch: int) -> None:
+        """Called when training resumes after ``epoch`` epochs, before ``on_train_begin``.
+
+        The callback's own state is already loaded; the model, optimizer and scheduler state
+        are not yet: rebuild here what the callback had built by then (gradual unfreezing adds
+        the optimizer parameter groups the checkpoint holds).
+        """
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """What to save in checkpoints (JSON values and tensors), or None: nothing."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`state_dict` returned (when resuming from a checkpoint)."""
 
 
 def _improved(value: float, best: float, mode: str, min_delta: float) -> bool:
@@ -79,6 +101,19 @@ class _Monitor(Callback):
         self.wait += 1
         return False
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "mode": self.mode, "best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = (state["monitor"], state["mode"])
+        if saved != (self.monitor, self.mode):
+            raise CheckpointError(
+                f"{type(self).__name__} followed {saved[0]!r} (mode {saved[1]!r}) in the "
+                f"checkpoint, but this one follows {self.monitor!r} (mode {self.mode!r}); resume "
+                f"with {type(self).__name__}(monitor={saved[0]!r}, mode={saved[1]!r}), or start "
+                "a new run to follow another metric")
+        self.best, self.wait = float(state["best"]), int(state["wait"])
+
 
 class EarlyStopping(_Monitor):
     """Stop training after ``patience`` epochs without improvement of ``monitor``.
@@ -104,6 +139,24 @@ class EarlyStopping(_Monitor):
         self.restore_best_weights = restore_best_weights
         self.best_state: dict | None = None
         self.stopped_epoch: int | None = None
+        self._resumed_stopped = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "stopped_epoch": self.stopped_epoch,
+                "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.stopped_epoch = state["stopped_epoch"]
+        self.best_state = state["best_state"]
+        self._resumed_stopped = self.stopped_epoch is not None
+
+    def on_train_begin(self, trainer):
+        if self._resumed_stopped:  # the checkpoint was written when this callback stopped
+            self._resumed_stopped = False
+            trainer.stop_training = True
+            log.info("the run was early-stopped at epoch %d: nothing left to train",
+                     self.stopped_epoch)
 
     def on_epoch_end(self, trainer, epoch, logs):
         value = self._value(logs)
@@ -141,6 +194,13 @@ class ModelCheckpoint(_Monitor):
         self.save_best_only = save_best_only
         self.best_epoch: int | None = None
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.best_epoch = state["best_epoch"]
+
     def on_epoch_end(self, trainer, epoch, logs):
         value = self._value(logs)
         if value is None:
@@ -164,22 +224,43 @@ class ReduceLROnPlateau(_Monitor):
         factor: multiplier in (0, 1).
         patience: epochs without improvement before reducing.
         min_lr: never go below this rate.
+        cooldown: epochs after a reduction that do not count towards ``patience``.
     """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 2,
-                 mode: str = "auto", min_delta: float = 0.0, min_lr: float = 0.0):
+                 mode: str = "auto", min_delta: float = 0.0, min_lr: float = 0.0,
+                 cooldown: int = 0):
         super().__init__(monitor, mode, min_delta)
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+        if isinstance(cooldown, bool) or not isinstance(cooldown, int) or cooldown < 0:
+            raise ValueError(f"cooldown must be an int >= 0 (epochs), got {cooldown!r}")
         self.factor = float(factor)
         self.patience = int(patience)
         self.min_lr = float(min_lr)
+        self.cooldown = cooldown
+        self.cooldown_counter = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "cooldown_counter": self.cooldown_counter}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.cooldown_counter = int(state["cooldown_counter"])
 
     def on_epoch_end(self, trainer, epoch, logs):
         value = self._value(logs)
-        if value is None or self._update(value) or self.wait < self.patience:
+        if value is None:
+            return
+        improved = self._update(value)
+        in_cooldown = self.cooldown_counter > 0
+        if in_cooldown:  # epochs right after a reduction do not count
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if improved or in_cooldown or self.wait < self.patience:
             return
         self.wait = 0
+        self.cooldown_counter = self.cooldown
         scheduler = getattr(trainer, "scheduler", None)
         for i, group in enumerate(trainer.optimizer.param_groups):
             new_lr = max(self.min_lr, group["lr"] * self.factor)

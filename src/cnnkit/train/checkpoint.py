@@ -4,9 +4,14 @@ A checkpoint is a pair in one folder::
 
     last.safetensors   model.* (weights), optim.<param>.<name> (optimizer tensors), ema.*,
                        rng.torch (CPU RNG state, uint8), rng.cuda.<i>
+                       callback.<i>.<n> (tensors in callback states, e.g. best weights)
     last.json          epoch, global_step, optimizer param groups and scalar state, scheduler and
-                       grad-scaler state, Python/NumPy RNG state, user ``extra`` metadata, and
-                       the SHA-256 of the tensor file it belongs to
+                       grad-scaler state, callback states, Python/NumPy RNG state, user ``extra``
+                       metadata, and the SHA-256 of the tensor file it belongs to
+
+Callback states are keyed ``"<i>:<class name>"``, ``i`` counting the callbacks that have state
+(``state_dict()`` not None) in the order given, so loggers and printers may come and go between
+a run and its resume, but the stateful callbacks must be the same, in the same order.
 
 Writing keeps the previous pair as ``prev.*``. The order is: write the new tensors to a temp file
 (fsync); rename ``last.safetensors`` → ``prev.safetensors``; rename ``last.json`` → ``prev.json``;
@@ -22,6 +27,7 @@ import json
 import logging
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +39,13 @@ from safetensors.torch import load_file, save_file
 
 from cnnkit.errors import CheckpointError
 from cnnkit.train.atomic import atomic_path, atomic_write_text, sha256_file
+from cnnkit.train.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _SLOTS = ("last", "prev")
+_TENSOR_REF = "__tensor__"  # {"__tensor__": name}: a callback-state tensor in the tensor file
 
 
 @dataclass(frozen=True)
@@ -117,16 +125,26 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, ckpt: Checkpoint) -> No
         state.setdefault(int(pid), {})[name] = value
     for pid, values in saved["scalars"].items():
         state.setdefault(int(pid), {}).update(values)
-    groups = []
-    for current, group in zip(optimizer.param_groups, saved["param_groups"]):
-        # JSON turned tuples (Adam's betas) into lists: give them their original type back.
-        groups.append({k: tuple(v) if isinstance(current.get(k), tuple) else v
-                       for k, v in group.items()})
-    if len(groups) != len(optimizer.param_groups):
+    if len(saved["param_groups"]) != len(optimizer.param_groups):
         raise CheckpointError(f"checkpoint {str(ckpt.path)!r} has {len(saved['param_groups'])} "
                               f"optimizer parameter groups, the optimizer has "
                               f"{len(optimizer.param_groups)}; use the same optimizer settings")
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    groups = []
+    for i, (current, group) in enumerate(zip(optimizer.param_groups, saved["param_groups"])):
+        if current.get("name") != group.get("name"):
+            raise CheckpointError(f"optimizer parameter group {i} is {group.get('name')!r} in "
+                                  f"checkpoint {str(ckpt.path)!r} but {current.get('name')!r} "
+                                  "in this optimizer; resume with the settings the run was "
+                                  "started with")
+        # JSON turned tuples (Adam's betas) into lists: give them their original type back.
+        groups.append({k: tuple(v) if isinstance(current.get(k), tuple) else v
+                       for k, v in group.items()})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except ValueError as exc:  # a group holds another number of parameters
+        raise CheckpointError(f"the optimizer state in checkpoint {str(ckpt.path)!r} does not "
+                              f"fit this optimizer ({exc}); resume with the settings the run "
+                              "was started with (frozen layers included)") from None
     _match_state_layout(optimizer)
 
 
@@ -146,6 +164,94 @@ def _match_state_layout(optimizer: torch.optim.Optimizer) -> None:
                         param, dtype=value.dtype).copy_(value)
 
 
+# ---------------------------------------------------------------------------- callback state
+def _stateful_callbacks(callbacks: Sequence[Callback]) -> list[tuple[str, Callback, dict]]:
+    """``("<i>:<class name>", callback, state)`` for each callback whose state is not None."""
+    found: list[tuple[str, Callback, dict]] = []
+    for cb in callbacks:
+        get_state = getattr(cb, "state_dict", None)
+        state = get_state() if callable(get_state) else None
+        if state is not None:
+            found.append((f"{len(found)}:{type(cb).__name__}", cb, state))
+    return found
+
+
+def _pack_state(key: str, state: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    """Move the tensors in ``state`` to ``tensors`` (named ``callback.<i>.<n>``), leaving
+    ``{"__tensor__": name}`` in their place; refuse values JSON cannot hold."""
+    prefix = f"callback.{key.split(':', 1)[0]}."
+    count = 0
+
+    def pack(value, where: str):
+        nonlocal count
+        if isinstance(value, torch.Tensor):
+            name = f"{prefix}{count}"
+            count += 1
+            tensors[name] = value.detach().cpu().contiguous()
+            return {_TENSOR_REF: name}
+        if isinstance(value, dict):
+            return {str(k): pack(v, f"{where}[{k!r}]") for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [pack(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        raise TypeError(f"callback {key} returned state{where} = {value!r} "
+                        f"({type(value).__name__}); a callback state may hold only JSON values "
+                        "(str, int, float, bool, None, lists, dicts) and tensors")
+
+    return pack(state, "")
+
+
+def _unpack_state(value, tensors: dict[str, torch.Tensor]):
+    if isinstance(value, dict):
+        if set(value) == {_TENSOR_REF}:
+            return tensors[value[_TENSOR_REF]]
+        return {k: _unpack_state(v, tensors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unpack_state(v, tensors) for v in value]
+    return value
+
+
+def restore_callbacks(ckpt: Checkpoint, callbacks: Sequence[Callback]) -> None:
+    """Load each stateful callback's state from ``ckpt`` (see the module docstring for keys).
+
+    A checkpoint written before callback states were saved loads with a warning: the
+    callbacks start afresh, so the resumed run can differ from an uninterrupted one.
+
+    Raises:
+        CheckpointError: the stateful callbacks differ from those whose state was saved (the
+            message lists both), or a state does not load.
+    """
+    given = _stateful_callbacks(callbacks)
+    saved = ckpt.meta.get("callbacks")
+    if saved is None:
+        if given:
+            log.warning("checkpoint %s holds no callback state (written by an older cnnkit): "
+                        "%s start afresh, so this resumed run can differ from an "
+                        "uninterrupted one", ckpt.path, ", ".join(k for k, _, _ in given))
+        return
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"checkpoint {str(ckpt.path)!r} has a malformed callback state "
+                              f"({type(saved).__name__}, expected an object)")
+    if list(saved) != [key for key, _, _ in given]:
+        raise CheckpointError(
+            f"checkpoint {str(ckpt.path)!r} holds the state of the callbacks "
+            f"[{', '.join(saved) or 'none'}], but this run was given "
+            f"[{', '.join(k for k, _, _ in given) or 'none'}] (callbacks with state, in order). "
+            "Resume with the same stateful callbacks in the same order as the run that wrote "
+            "it (cnnkit train --resume RUN and cnnkit finetune --resume RUN rebuild them), or "
+            "start a new run")
+    for key, cb, _ in given:
+        try:
+            cb.load_state_dict(_unpack_state(saved[key], ckpt.tensors))
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {str(ckpt.path)!r}: the saved state of callback "
+                                  f"{key} does not load ({type(exc).__name__}: {exc}); was it "
+                                  "written by another version of that callback?") from None
+
+
 # ---------------------------------------------------------------------------- save / load
 def _model_tensors(model: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
     return {f"{prefix}{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -153,7 +259,8 @@ def _model_tensors(model: torch.nn.Module, prefix: str) -> dict[str, torch.Tenso
 
 def save_checkpoint(folder: str | Path, *, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None = None, scheduler=None,
-                    ema: torch.nn.Module | None = None, scaler=None, epoch: int = 0,
+                    ema: torch.nn.Module | None = None, scaler=None,
+                    callbacks: Sequence[Callback] | None = None, epoch: int = 0,
                     global_step: int = 0, extra: dict[str, Any] | None = None) -> Path:
     """Write ``folder/last.{safetensors,json}`` atomically, keeping the previous pair as ``prev.*``.
 
@@ -161,6 +268,8 @@ def save_checkpoint(folder: str | Path, *, model: torch.nn.Module,
         folder: checkpoint folder (created if needed).
         model: the model whose ``state_dict`` is saved under ``model.``.
         optimizer, scheduler, ema, scaler: optional training state to resume from.
+        callbacks: the Trainer's callbacks; the state of those that have one is saved (load it
+            back with :func:`restore_callbacks`).
         epoch: epochs completed.
         global_step: optimizer steps completed.
         extra: JSON-able metadata (config, data seed, best metric, ...).
@@ -189,6 +298,9 @@ def save_checkpoint(folder: str | Path, *, model: torch.nn.Module,
         meta["scaler"] = scaler.state_dict()
     if ema is not None:
         tensors.update(_model_tensors(ema, "ema."))
+    if callbacks is not None:
+        meta["callbacks"] = {key: _pack_state(key, state, tensors)
+                             for key, _, state in _stateful_callbacks(callbacks)}
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):

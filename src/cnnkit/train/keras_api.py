@@ -179,7 +179,7 @@ class KerasModelMixin:
 
     def _trainer(self, *, batch_size: int = 32, epochs: int = 1, verbose: int = 1,
                  callbacks: Sequence[Callback] = (), seed: int = 0,
-                 precision: str = "fp32") -> Trainer:
+                 precision: str = "fp32", tune_allocator: bool = True) -> Trainer:
         compiled = self._compiled()
         if compiled.built_optimizer is None:
             opt = compiled.optimizer
@@ -191,14 +191,14 @@ class KerasModelMixin:
             compiled.built_optimizer = opt
         config = TrainConfig(epochs=epochs, batch_size=batch_size, schedule="constant",
                              device=str(self._device()), val_split=0.0, seed=seed,
-                             precision=precision)
+                             precision=precision, tune_allocator=tune_allocator)
         return Trainer(self, config, optimizer=compiled.built_optimizer, loss=compiled.loss,
                        callbacks=callbacks, progress=None if verbose else False)
 
     def fit(self, x=None, y=None, batch_size: int | None = None, epochs: int = 1,
             verbose: int | str = 1, callbacks: Sequence[Callback] | None = None,
             validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
-            seed: int = 0, precision: str = "auto") -> History:
+            seed: int = 0, precision: str = "auto", tune_allocator: bool = True) -> History:
         """Train like Keras; returns a ``History`` whose ``.history`` has ``loss``, ``accuracy``,
         ``val_loss``, ``val_accuracy`` lists.
 
@@ -218,6 +218,8 @@ class KerasModelMixin:
                 bf16 autocast where the device has native bf16 (a CPU with AVX512-BF16/AMX, a
                 recent GPU), which trains the tutorial CNN about 1.5–2× faster at the same
                 accuracy (bench/tutorial_mnist.py); ``"fp32"`` keeps every op in float32.
+            tune_allocator: keep freed tensor memory in the process (not in Keras; see
+                ``TrainConfig.tune_allocator``); False leaves glibc's malloc alone.
 
         Raises:
             ValueError: not compiled, bad shapes, or validation_split outside [0, 1).
@@ -247,7 +249,7 @@ class KerasModelMixin:
         self._build(first)
         trainer = self._trainer(batch_size=batch_size, epochs=epochs, verbose=int(bool(verbose)),
                                 callbacks=list(callbacks or ()), seed=seed,
-                                precision=precision)
+                                precision=precision, tune_allocator=tune_allocator)
         history = trainer.fit(train, val, epochs=epochs)
         for epoch, loss in zip(history.epoch, history.history["loss"]):
             log.info("epoch %d/%d: loss %.4f", epoch, epochs, loss)

@@ -11,6 +11,7 @@
       results.json          final metrics (validation and test)
       summary.txt           the model summary table
       curves.png            loss/accuracy curves
+      .cache/               onnx-<key>.onnx for backend="onnxruntime" (cnnkit.export.runtime)
 
 Every file is written atomically, and loading reads only JSON and safetensors: it never
 executes code from the folder.
@@ -20,8 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,9 @@ class LoadedModel:
         normalization: the ``Normalization`` applied to inputs (None: only /255).
         input_shape: (C, H, W) the model was trained on.
         config: the run's config dict (empty if not a training run).
+        backend: what runs the network in ``predict*``: ``"torch"`` or ``"onnxruntime"``
+            (``load_run(..., backend=)``, :mod:`cnnkit.export.runtime`).
+        forward: the network's forward pass when it is not ``model`` itself (onnxruntime).
 
     Example:
         >>> m = load_run("runs/digits")  # doctest: +SKIP
@@ -218,6 +222,8 @@ class LoadedModel:
     normalization: Any
     input_shape: tuple[int, int, int]
     config: dict[str, Any]
+    backend: str = "torch"
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
 
     def _prepare(self, images) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
@@ -248,7 +254,7 @@ class LoadedModel:
         """
         x = self._prepare(images)
         batches = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
-        return predict_proba(self.model, batches, tta=tta)
+        return predict_proba(self.model, batches, tta=tta, forward=self.forward)
 
     def predict(self, images, **kwargs) -> list[str]:
         """The most probable class name of each image."""
@@ -274,7 +280,7 @@ def _build(architecture: dict) -> nn.Module:
 
 
 def load_run(path: str | Path, *, model: nn.Module | None = None,
-             device: str | torch.device = "cpu") -> LoadedModel:
+             device: str | torch.device = "cpu", backend: str = "torch") -> LoadedModel:
     """Rebuild a trained model from a run folder, without unpickling anything.
 
     Args:
@@ -282,9 +288,13 @@ def load_run(path: str | Path, *, model: nn.Module | None = None,
         model: an untrained instance of the architecture, needed only when the model has no
             ``architecture`` dict (a plain ``nn.Module`` trained with ``Trainer``).
         device: where to put the model.
+        backend: what runs ``predict*``: ``"torch"``, ``"onnxruntime"`` (the run's verified ONNX
+            export, cached in ``RUN/.cache``) or ``"auto"`` (onnxruntime where it is installed
+            and the export verifies, else torch); see :mod:`cnnkit.export.runtime`.
 
     Raises:
         CheckpointError: not a run folder, missing/corrupt files, or weights that do not fit.
+        ValueError / ExportError: a bad ``backend``, or ``"onnxruntime"`` that cannot be used.
 
     Example:
         >>> m = load_run("runs/digits")  # doctest: +SKIP
@@ -314,5 +324,10 @@ def load_run(path: str | Path, *, model: nn.Module | None = None,
 
         normalization = Normalization.from_dict(meta["normalization"])
     config = read_json(run / CONFIG_FILE) if (run / CONFIG_FILE).is_file() else {}
-    return LoadedModel(model, list(meta["class_names"]), normalization,
-                       tuple(meta["input_shape"]), config)
+    loaded = LoadedModel(model, list(meta["class_names"]), normalization,
+                         tuple(meta["input_shape"]), config)
+    if backend != "torch":
+        from cnnkit.export.runtime import CACHE_DIR, use_backend
+
+        use_backend(loaded, backend, cache_dir=run / CACHE_DIR)
+    return loaded

@@ -30,8 +30,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from cnnkit.errors import TrainingError
 from cnnkit.train import distributed
 from cnnkit.train.callbacks import Callback
-from cnnkit.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from cnnkit.train.checkpoint import (load_checkpoint, restore_callbacks, restore_checkpoint,
+                                     save_checkpoint)
 from cnnkit.train.config import TrainConfig
+from cnnkit.train.allocator import keep_freed_memory
 from cnnkit.train.device import (resolve_channels_last, resolve_device, resolve_precision,
                                  use_fused_optimizer)
 from cnnkit.train.losses import get_loss
@@ -85,7 +87,8 @@ class Trainer:
         optimizer: an existing ``torch.optim.Optimizer`` to use instead of ``config.optimizer``.
         loss: a loss name or callable to use instead of ``config.loss``.
         class_weights: per-class weights for cross-entropy.
-        callbacks: :class:`~cnnkit.train.callbacks.Callback` objects.
+        callbacks: :class:`~cnnkit.train.callbacks.Callback` objects (the state of those that
+            have one is saved in checkpoints and restored on a resume).
         checkpoint_dir: write resumable checkpoints there (None: no checkpoints).
         checkpoint_extra: JSON-able metadata stored in every checkpoint.
         progress: show a progress bar (None: only on a terminal).
@@ -114,6 +117,8 @@ class Trainer:
         self.dist = distributed.current()  # rank / world size (one process: rank 0 of 1)
         self.device = distributed.local_device(resolve_device(self.config.device), self.dist)
         self.precision = resolve_precision(self.config.precision, self.device)
+        if self.config.tune_allocator:
+            keep_freed_memory()  # reuse freed activation/gradient buffers: no page faults
         if self.config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
@@ -363,12 +368,19 @@ class Trainer:
             return self.checkpoint_dir / "last.json"
         path = save_checkpoint(self.checkpoint_dir, model=self.model, optimizer=self.optimizer,
                                scheduler=self.scheduler, ema=self.ema, scaler=self.scaler,
-                               epoch=self.epoch, global_step=self.global_step, extra=extra)
+                               callbacks=self.callbacks, epoch=self.epoch,
+                               global_step=self.global_step, extra=extra)
         self.last_checkpoint_epoch = self.epoch
         return path
 
     def _resume(self, folder: str | Path) -> None:
         ckpt = load_checkpoint(folder)
+        # Callbacks first: their state, then what they had built by this epoch (gradual
+        # unfreezing's optimizer groups), so the optimizer and scheduler state fit.
+        restore_callbacks(ckpt, self.callbacks)
+        for cb in self.callbacks:
+            if hasattr(cb, "on_resume"):
+                cb.on_resume(self, ckpt.epoch)
         restore_checkpoint(ckpt, model=self.model, optimizer=self.optimizer,
                            scheduler=self.scheduler, ema=self.ema, scaler=self.scaler)
         self.epoch, self.global_step = ckpt.epoch, ckpt.global_step
@@ -388,7 +400,8 @@ class Trainer:
             train_loader: iterable of ``(x, y)`` batches with a ``len``.
             val_loader: optional validation batches (adds ``val_loss``, ``val_accuracy``).
             epochs: total epochs, counting those already done before a resume.
-            resume_from: a checkpoint folder to continue from (same config and data).
+            resume_from: a checkpoint folder to continue from (same config, data and
+                stateful callbacks).
 
         Returns:
             The :class:`History` (also kept as ``trainer.history``).

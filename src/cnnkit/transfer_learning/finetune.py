@@ -14,7 +14,11 @@ Schedule (:class:`GradualUnfreezing`, a Trainer callback), epochs counted from 1
   learning-rate schedule from there on;
 * groups up to and including ``frozen_up_to`` (a group name or index) are never unfrozen.
 
-Limitation: a run whose optimizer gained groups cannot be resumed with ``train(resume=...)``.
+Resuming: the callback's state (the groups unfrozen so far) is saved in the checkpoints. On a
+resume it unfreezes the groups its schedule had unfrozen by the checkpoint's epoch and adds
+their optimizer groups *before* the optimizer and scheduler state are loaded, so the resumed
+run equals an uninterrupted one (``finetune(resume=RUN)``, ``cnnkit finetune --resume RUN``); a
+checkpoint written under another schedule is refused with the two lists of groups.
 
 Example:
     >>> from cnnkit.models import create
@@ -27,13 +31,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from torch import nn
 
 from cnnkit._checks import check_positive_int
-from cnnkit.errors import TrainingError
+from cnnkit.errors import CheckpointError, TrainingError
 from cnnkit.train.callbacks import Callback
 from cnnkit.transfer_learning.freeze import freeze, group_index, unfreeze
 from cnnkit.transfer_learning.groups import LayerGroup, layer_groups
@@ -127,6 +131,7 @@ class GradualUnfreezing(Callback):
         self.lr = lr
         self.pending: list[tuple[LayerGroup, float]] = []
         self.unfrozen: list[str] = []
+        self._saved_unfrozen: list[str] | None = None  # from a checkpoint, checked on resume
 
     def on_train_begin(self, trainer) -> None:
         model = trainer.model
@@ -147,13 +152,52 @@ class GradualUnfreezing(Callback):
             return len(self.pending) + len(self.unfrozen)
         return 1 + (epoch - self.head_epochs - 1) // self.every
 
+    def _unfreeze_next(self, trainer) -> tuple[str, float]:
+        group, lr = self.pending.pop(0)
+        unfreeze(trainer.model, list(group.modules))
+        add_param_group(trainer, group.parameters(trainer.model), lr, group.name)
+        self.unfrozen.append(group.name)
+        return group.name, lr
+
     def on_epoch_begin(self, trainer, epoch: int) -> None:
         while self.pending and len(self.unfrozen) < self._due(epoch):
-            group, lr = self.pending.pop(0)
-            unfreeze(trainer.model, list(group.modules))
-            add_param_group(trainer, group.parameters(trainer.model), lr, group.name)
-            self.unfrozen.append(group.name)
-            log.info("epoch %d: unfroze layer group %r at lr %.3g", epoch, group.name, lr)
+            name, lr = self._unfreeze_next(trainer)
+            log.info("epoch %d: unfroze layer group %r at lr %.3g", epoch, name, lr)
+
+    def state_dict(self) -> dict:
+        return {"unfrozen": list(self.unfrozen)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._saved_unfrozen = [str(name) for name in state["unfrozen"]]
+
+    def on_resume(self, trainer, epoch: int) -> None:
+        """Unfreeze what the schedule had unfrozen by the end of ``epoch``, adding its groups.
+
+        Runs before the optimizer and scheduler state are loaded: their parameter groups then
+        match the checkpoint's (rates and moments come from the checkpoint).
+
+        Raises:
+            CheckpointError: the checkpoint had unfrozen other groups (another schedule or
+                model).
+        """
+        self.unfrozen = []
+        self.on_train_begin(trainer)
+        expected = [group.name for group, _ in self.pending[:self._due(epoch)]]
+        saved = self._saved_unfrozen
+        if saved is not None and saved != expected:
+            raise CheckpointError(
+                f"the checkpoint (epoch {epoch}) had unfrozen the layer groups {saved}, but "
+                f"{self._describe()} unfreezes {expected} by epoch {epoch}; resume with the "
+                "fine-tuning settings the run was started with (RUN/finetune.json; "
+                "cnnkit finetune --resume RUN reads them)")
+        for _ in expected:
+            self._unfreeze_next(trainer)
+        if expected:
+            log.info("resuming after epoch %d with the layer groups %s unfrozen", epoch, expected)
+
+    def _describe(self) -> str:
+        return (f"GradualUnfreezing(head_epochs={self.head_epochs}, every={self.every!r}, "
+                f"frozen_up_to={self.frozen_up_to!r})")
 
 
 # ---------------------------------------------------------------------------- whole runs
@@ -201,45 +245,73 @@ class FineTuneSettings:
 
 @dataclass
 class FineTuneResult:
-    """What :func:`finetune` returns: the run (as ``cnnkit.train.train``) and the load report."""
+    """What :func:`finetune` returns: the run (as ``cnnkit.train.train``) and the load report.
+
+    ``load_report`` is None for a resumed run: its weights came from the checkpoint (the
+    original report is in the run's ``finetune.json``).
+    """
 
     run: object
-    load_report: LoadReport
+    load_report: LoadReport | None
 
 
-def finetune(source, config, *, model: str | None = None,
-             settings: FineTuneSettings = FineTuneSettings(), callbacks: Iterable[Callback] = (),
-             progress: bool | None = None, overwrite: bool = False) -> FineTuneResult:
+def finetune(source=None, config=None, *, model: str | None = None,
+             settings: FineTuneSettings | None = None, callbacks: Iterable[Callback] = (),
+             progress: bool | None = None, overwrite: bool = False,
+             resume: str | Path | None = None) -> FineTuneResult:
     """Fine-tune pretrained weights on ``config.data`` and write a normal run folder.
 
     Steps: build the pretrained architecture (from the run folder, or ``model`` for a bare
     weights file) for the new data's size; load the weights (report in the run folder's
-    ``finetune.json``); adapt the first conv to the data's channels; replace the classifier for
-    the new classes; freeze all but the head; train with ``cnnkit.train.train`` and a
-    :class:`GradualUnfreezing` callback following ``settings``. ``cnnkit evaluate``/``predict``
-    and ``cnnkit.load`` work on the result as on any run.
+    ``finetune.json``, written before training starts); adapt the first conv to the data's
+    channels; replace the classifier for the new classes; freeze all but the head; train with
+    ``cnnkit.train.train`` and a :class:`GradualUnfreezing` callback following ``settings``.
+    ``cnnkit evaluate``/``predict`` and ``cnnkit.load`` work on the result as on any run.
+
+    ``resume=RUN`` continues an interrupted fine-tuning run from its last checkpoint with the
+    settings in ``RUN/config.json`` and ``RUN/finetune.json``: the model is rebuilt from
+    ``RUN/model.json`` and frozen as at the start, and the unfreezing schedule re-adds the
+    optimizer groups it had added by then, so the result equals an uninterrupted run.
 
     Args:
         source: a run folder, a ``.safetensors``/``.pt``/``.pth`` file, or an ``nn.Module``.
         config: the ``TrainConfig`` (data, epochs, lr = the head's rate, out, ...); its
             ``model`` is replaced by the pretrained architecture's name.
         model: registry name or spec string of the architecture, needed for a weights file.
-        settings: freezing and schedule (:class:`FineTuneSettings`).
+        settings: freezing and schedule (:class:`FineTuneSettings`; None: the defaults, or on a
+            resume the run's own).
         callbacks, progress, overwrite: as ``cnnkit.train.train``.
+        resume: a fine-tuning run folder to continue (then no ``source``, ``config``, ``model``).
 
     Raises:
-        ValueError: a weights file without ``model``; settings out of range.
-        CheckpointError: weights that do not fit (strict), an unreadable source.
+        ValueError: a weights file without ``model``; settings out of range; ``resume`` with
+            ``source``/``config``/``model``, or with settings other than the run's.
+        CheckpointError: weights that do not fit (strict), an unreadable source; a ``resume``
+            folder that is no fine-tuning run or whose checkpoint does not fit the schedule.
 
     Example:
         >>> finetune("runs/mnist04", TrainConfig(data="digits59", epochs=6, out="runs/ft"),
         ...          settings=FineTuneSettings(head_epochs=2))   # doctest: +SKIP
+        >>> finetune(resume="runs/ft")   # after an interruption   # doctest: +SKIP
     """
-    from cnnkit.train.pipeline import train
+    from cnnkit.train import distributed
+    from cnnkit.train.pipeline import default_run_folder, train
     from cnnkit.transfer_learning.transfer import pretrained_model, transfer
 
-    if not isinstance(settings, FineTuneSettings):
+    if settings is not None and not isinstance(settings, FineTuneSettings):
         raise TypeError(f"settings must be a FineTuneSettings, got {type(settings).__name__}")
+    if resume is not None:
+        given = [name for name, value in (("source", source), ("config", config),
+                                          ("model", model)) if value is not None]
+        if given:
+            raise ValueError(f"finetune(resume={str(resume)!r}) takes its source, data and "
+                             f"settings from the run folder; leave out {', '.join(given)}")
+        return _resume(Path(resume), settings, callbacks, progress)
+    if source is None or config is None:
+        raise TypeError("finetune needs source (pretrained weights) and config (the new data "
+                        "and training settings), or resume=RUN to continue a run")
+    settings = FineTuneSettings() if settings is None else settings
+    out = Path(config.out) if config.out else default_run_folder()
     found: dict = {}
 
     def build(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
@@ -248,26 +320,109 @@ def finetune(source, config, *, model: str | None = None,
         transfer(net, num_classes, in_channels=input_shape[0])
         freeze(net, all_but_head=True)
         found.update(model=net, report=report)
+        if distributed.current().is_main:  # before training: a resume needs the settings
+            _write_record(out, source, settings, report)
         return net
 
     probe_name = model or _architecture_name(source)
-    config = config.replace(model=probe_name)
+    config = config.replace(model=probe_name, out=str(out))
     schedule = settings.callback()
     own: list[Callback] = [] if schedule is None else [schedule]
     result = train(config, callbacks=[*own, *callbacks], progress=progress,
                    overwrite=overwrite, model_builder=build)
-    record = {"source": str(source) if not isinstance(source, nn.Module) else
-              type(source).__name__, **asdict(settings),
-              "load_report": {"matched": len(found["report"].matched),
-                              "missing": found["report"].missing,
-                              "unexpected": found["report"].unexpected,
-                              "shape_mismatch": [list(map(str, m))
-                                                 for m in found["report"].shape_mismatch],
-                              "head_skipped": found["report"].head}}
+    return FineTuneResult(result, found["report"])
+
+
+def _write_record(out: Path, source, settings: FineTuneSettings, report: LoadReport) -> None:
+    """``RUN/finetune.json``: the source, the settings and how the weights loaded."""
     from cnnkit.train.atomic import atomic_write_text
 
-    atomic_write_text(Path(result.out) / FINETUNE_FILE, json.dumps(record, indent=2) + "\n")
-    return FineTuneResult(result, found["report"])
+    record = {"source": str(source) if not isinstance(source, nn.Module) else
+              type(source).__name__, **asdict(settings),
+              "load_report": {"matched": len(report.matched), "missing": report.missing,
+                              "unexpected": report.unexpected,
+                              "shape_mismatch": [list(map(str, m))
+                                                 for m in report.shape_mismatch],
+                              "head_skipped": report.head}}
+    atomic_write_text(out / FINETUNE_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def _saved_settings(run: Path, given: FineTuneSettings | None) -> FineTuneSettings:
+    """The settings in ``run/finetune.json`` (``given`` must equal them, or stand in for them)."""
+    from cnnkit.train.run_folder import read_json
+
+    path = run / FINETUNE_FILE
+    if not path.is_file():
+        if given is None:
+            raise CheckpointError(f"{str(run)!r} has no {FINETUNE_FILE}, so the fine-tuning "
+                                  "settings it was started with are unknown; pass them again "
+                                  "from Python: finetune(resume=RUN, "
+                                  "settings=FineTuneSettings(...))")
+        return given
+    record = read_json(path)
+    try:
+        saved = FineTuneSettings(**{f.name: record[f.name] for f in fields(FineTuneSettings)})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{str(path)!r} does not hold valid fine-tuning settings "
+                              f"({type(exc).__name__}: {exc})") from None
+    if given is not None and given != saved:
+        raise ValueError(f"settings={given!r} differ from those the run was started with, "
+                         f"{saved!r} ({str(path)!r}); leave settings out to resume with the "
+                         "saved ones, or start a new run to change them")
+    return saved
+
+
+def _resume(run: Path, settings: FineTuneSettings | None, callbacks: Iterable[Callback],
+            progress: bool | None) -> FineTuneResult:
+    """Continue the fine-tuning run in ``run`` (see :func:`finetune`)."""
+    from cnnkit.train import run_folder as rf
+    from cnnkit.train.checkpoint import has_checkpoint
+    from cnnkit.train.config import TrainConfig
+    from cnnkit.train.pipeline import train
+
+    if not (run / rf.CONFIG_FILE).is_file():
+        raise CheckpointError(f"cannot resume {str(run)!r}: it has no {rf.CONFIG_FILE} (give "
+                              "the --out folder of an earlier cnnkit finetune)")
+    settings = _saved_settings(run, settings)
+    if not has_checkpoint(run / rf.CHECKPOINT_DIR):
+        # Stopped in its first epoch: start it again from the pretrained weights.
+        record = rf.read_json(run / FINETUNE_FILE) if (run / FINETUNE_FILE).is_file() else {}
+        source = record.get("source")
+        if not source or not Path(source).exists():
+            raise CheckpointError(f"{str(run)!r} has no checkpoint yet and its pretrained "
+                                  f"source {source!r} is not found; start the run again with "
+                                  "cnnkit finetune SOURCE ... --overwrite")
+        log.warning("%s has no checkpoint yet: starting the fine-tuning again from %s",
+                    run, source)
+        config = TrainConfig.from_dict({**rf.read_json(run / rf.CONFIG_FILE), "out": str(run)})
+        return finetune(source, config, model=config.model, settings=settings,
+                        callbacks=callbacks, progress=progress, overwrite=True)
+    architecture = rf.read_json(run / rf.MODEL_FILE).get("architecture")
+    if not architecture:
+        raise CheckpointError(f"{str(run / rf.MODEL_FILE)!r} has no architecture to rebuild the "
+                              "fine-tuned model from; was the run written by cnnkit finetune?")
+
+    def build(num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+        net = _build_architecture(architecture)  # weights: from the checkpoint
+        freeze(net, all_but_head=True)  # as at the start; the schedule unfreezes the rest
+        return net
+
+    schedule = settings.callback()
+    own: list[Callback] = [] if schedule is None else [schedule]
+    result = train(resume=run, callbacks=[*own, *callbacks], progress=progress,
+                   model_builder=build)
+    return FineTuneResult(result, None)
+
+
+def _build_architecture(architecture: dict) -> nn.Module:
+    """The model a run folder's ``architecture`` dict describes (spec or registry entry)."""
+    if architecture.get("type") == "spec":
+        from cnnkit.models.sequential import Sequential
+
+        return Sequential.from_architecture(architecture)
+    from cnnkit.models.registry import build_architecture
+
+    return build_architecture(architecture)
 
 
 def _architecture_name(source) -> str:

@@ -37,11 +37,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from cnnkit.layers.norm import BatchNorm
 from cnnkit.transfer_learning.groups import LayerGroup, layer_groups
 
 log = logging.getLogger(__name__)
 
-_NORM_TYPES = nn.modules.batchnorm._NormBase  # BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm
+# torch's BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm, and cnnkit's own ``bn`` layer
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, BatchNorm)
 _HOOK_ATTR = "_cnnkit_freeze_hook"
 
 

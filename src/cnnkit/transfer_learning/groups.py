@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from cnnkit.layers.norm import BatchNorm
 from cnnkit.transfer_learning.head import head_path
 
 # Containers whose children are the natural groups (torchvision's trunk, NiN's blocks).
 SPLIT_CONTAINERS = ("features", "blocks")
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
 @dataclass(frozen=True)

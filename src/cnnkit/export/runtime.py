@@ -1,0 +1,274 @@
+"""Predict backends: the network's forward pass in PyTorch or in onnxruntime.
+
+``LoadedModel.predict_proba`` (used by ``cnnkit.load(RUN).predict*``, ``cnnkit predict`` and
+``cnnkit serve``) prepares the images itself (channels, resize, normalisation), runs the
+network, and turns its output into probabilities (softmax, flip TTA). A backend replaces only
+the middle step, so both backends share every other line:
+
+* ``"torch"``: eager PyTorch, the model itself.
+* ``"onnxruntime"``: the network exported by :func:`~cnnkit.export.onnx.export_onnx` (the bare
+  network: normalised float32 input, dynamic batch), verified against PyTorch, run by an
+  onnxruntime ``InferenceSession`` with PyTorch's intra-op thread count. On the CPU provider;
+  a model on a GPU uses onnxruntime's CUDA provider (the ``onnxruntime-gpu`` package).
+* ``"auto"``: onnxruntime when it is installed, the model's device has an onnxruntime provider
+  and the export verifies; else torch. The choice and its reason are logged
+  (``cnnkit -v``). bench/serve_load.py measures why: about 2× the images/s of PyTorch eager
+  for LeNet-5 and ResNet-18 on a CPU, and half its single-image latency or less. The one cost
+  is the first export of a run (3–7 s), so ``cnnkit predict`` exports only for
+  :data:`AUTO_EXPORT_MIN_IMAGES` images or more and otherwise uses onnxruntime only if the
+  export is already cached; ``cnnkit serve`` (long-running) always does.
+
+onnxruntime runs the weights as they were when the backend was chosen: after changing
+``loaded.model`` call :func:`use_backend` again.
+
+The exported file is cached in the run folder, ``RUN/.cache/onnx-<key>.onnx``, where the key is
+the SHA-256 of the weights (the digest ``weights.safetensors`` stores), the model's structure
+and the input shape: the first prediction exports (a few seconds), later ones load the file
+and check it against PyTorch on one small batch. Files are written atomically under that
+name only (never over a user's file); entries of other weights are removed. When the folder is
+read-only, or for a model that is not from a run folder, the export goes to a temporary file
+that is deleted once onnxruntime has read it.
+
+Example:
+    >>> model = cnnkit.load("runs/digits", backend="auto")  # doctest: +SKIP
+    >>> model.backend  # doctest: +SKIP
+    'onnxruntime'
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnkit.export.errors import ExportError
+from cnnkit.export.onnx import DEFAULT_OPSET, export_onnx, onnx_session, verify_onnx
+from cnnkit.train.run_folder import LoadedModel, tensors_digest
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+CACHE_DIR = ".cache"  # inside the run folder
+CACHE_PREFIX = "onnx-"
+CACHE_CHECK_BATCH = (2,)  # batch size of the check of a cached file (export checks 1, 3, 8)
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# ``cnnkit predict --backend auto`` exports a run that has no cached export only for at least
+# this many images: a first export costs 3-7 s; at 32x32, ResNet-18 gains that back from about
+# 1,000 images on 2 CPU cores and LeNet-5 never in one command (bench/RESULTS.md, section 4).
+AUTO_EXPORT_MIN_IMAGES = 1024
+
+
+def check_backend(backend: str) -> str:
+    """Return ``backend`` if it is one of :data:`BACKENDS`, else raise ValueError."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}; "
+                         "'auto' uses onnxruntime where it is installed and the model exports")
+    return backend
+
+
+class OnnxForward:
+    """The network's forward pass in onnxruntime, called like the model.
+
+    Args:
+        session: an ``InferenceSession`` of a bare-network export (input ``images``, output
+            ``logits``).
+        path: the file it was read from (for messages).
+
+    Shape:
+        normalised float (N, C, H, W) on any device -> (N, K) float32 on the same device.
+    """
+
+    def __init__(self, session, path: Path | str):
+        self.session = session
+        self.path = str(path)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        pixels = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        (logits,) = self.session.run(["logits"], {"images": pixels})
+        return torch.from_numpy(logits).to(x.device)
+
+    def __repr__(self) -> str:
+        return f"OnnxForward({self.path!r})"
+
+
+def cache_key(loaded: LoadedModel) -> str:
+    """Hex SHA-256 of what the exported graph depends on: weights, structure, input shape."""
+    model = loaded.model
+    digest = hashlib.sha256()
+    digest.update(tensors_digest(model.state_dict()).encode())
+    structure = {"architecture": getattr(model, "architecture", None),
+                 "class": f"{type(model).__module__}.{type(model).__qualname__}",
+                 "repr": repr(model), "input_shape": list(loaded.input_shape),
+                 "opset": DEFAULT_OPSET}
+    digest.update(json.dumps(structure, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _export_to(loaded: LoadedModel, path: Path) -> Path:
+    """Export and verify in a private folder beside ``path``, then rename onto ``path``."""
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=path.parent))
+    try:
+        written = export_onnx(loaded, staging / path.name, fold_normalization=False)
+        _fsync(written)
+        os.replace(written, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def _remove_other_entries(keep: Path) -> None:
+    """Delete cache entries of other weights (ours only: ``onnx-<64 hex>.onnx``)."""
+    for old in keep.parent.glob(f"{CACHE_PREFIX}*.onnx"):
+        stem = old.stem[len(CACHE_PREFIX):]
+        if old != keep and len(stem) == 64 and all(c in "0123456789abcdef" for c in stem):
+            old.unlink(missing_ok=True)
+
+
+def _session_for(loaded: LoadedModel, path: Path, providers: list[str], check: bool):
+    """An ``InferenceSession`` of ``path`` (optionally checked against PyTorch on one batch).
+
+    Raises:
+        ExportError: onnxruntime cannot read the file, or (``check``) it differs from PyTorch.
+    """
+    try:
+        session = onnx_session(path, threads=torch.get_num_threads(), providers=providers)
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise ExportError(f"onnxruntime cannot load {str(path)!r}: {error}") from error
+    if check:
+        verify_onnx(path, loaded, fold_normalization=False, batch_sizes=CACHE_CHECK_BATCH,
+                    session=session)
+    return session
+
+
+def onnx_forward(loaded: LoadedModel, *, cache_dir: str | Path | None = None,
+                 export: bool = True) -> OnnxForward | None:
+    """Export (or reuse) ``loaded``'s network as ONNX and return its onnxruntime forward.
+
+    Args:
+        loaded: the trained model (any device; exported from a CPU copy).
+        cache_dir: the folder of the cache (``RUN/.cache``); None: a temporary file.
+        export: False: only reuse a cached export; return None when there is none.
+
+    Raises:
+        ExportError: the export fails or does not match PyTorch.
+        ImportError: onnx, onnxscript or onnxruntime is not installed.
+    """
+    device = next(loaded.model.parameters(), torch.empty(0)).device
+    providers = [PROVIDERS[device.type]] if device.type != "cpu" else []
+    providers.append(PROVIDERS["cpu"])
+    if device.type != "cpu":  # the exporter traces on the CPU
+        loaded = dataclasses.replace(loaded, model=copy.deepcopy(loaded.model).cpu())
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{CACHE_PREFIX}{cache_key(loaded)}.onnx"
+        if path.is_file():
+            try:
+                session = _session_for(loaded, path, providers, check=True)
+                logger.info("onnxruntime: reusing %s", path)
+                return OnnxForward(session, path)
+            except ExportError as error:
+                logger.warning("the cached export %s does not match the model (%s); exporting "
+                               "again", path, error)
+        if not export:
+            return None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _export_to(loaded, path)
+        except OSError as error:  # a read-only run folder: export without caching
+            logger.info("cannot cache the ONNX export in %s (%s); using a temporary file",
+                        path.parent, error)
+        else:
+            _remove_other_entries(path)
+            logger.info("onnxruntime: exported %s (once for these weights)", path)
+            return OnnxForward(_session_for(loaded, path, providers, check=False), path)
+    if not export:
+        return None
+    with tempfile.TemporaryDirectory(prefix="cnnkit-onnx-") as tmp:
+        path = export_onnx(loaded, Path(tmp) / "model.onnx", fold_normalization=False)
+        session = _session_for(loaded, path, providers, check=False)
+    return OnnxForward(session, "(temporary file)")
+
+
+def _unavailable_reason(loaded: LoadedModel) -> str | None:
+    """Why onnxruntime cannot run ``loaded`` here, or None if it can."""
+    missing = [name for name in ("onnxruntime", "onnx", "onnxscript")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        return (f"{', '.join(missing)} not installed (pip install 'cnnkit[onnx]' for "
+                "onnxruntime)")
+    device = next(loaded.model.parameters(), torch.empty(0)).device
+    if device.type not in PROVIDERS:
+        return f"the model is on {device.type}, which onnxruntime does not run"
+    if device.type != "cpu":
+        import onnxruntime
+
+        if PROVIDERS[device.type] not in onnxruntime.get_available_providers():
+            return (f"the model is on {device.type} and onnxruntime has no "
+                    f"{PROVIDERS[device.type]} (install onnxruntime-gpu)")
+    return None
+
+
+def use_backend(loaded: LoadedModel, backend: str = "auto", *,
+                cache_dir: str | Path | None = None, export: bool = True) -> LoadedModel:
+    """Make ``loaded.predict*`` run on ``backend``; ``loaded.backend`` says which it got.
+
+    Args:
+        loaded: the model (changed in place and returned).
+        backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` (see the module docstring).
+        cache_dir: where the ONNX export is cached (``RUN/.cache``; None: not cached).
+        export: False: ``"auto"`` uses onnxruntime only if an export is already cached (for
+            small jobs, which the few seconds of a first export would slow down);
+            ``"onnxruntime"`` always exports when it must.
+
+    Raises:
+        ValueError: an unknown backend, or ``"onnxruntime"`` where it cannot run.
+        ExportError: ``"onnxruntime"`` and the model does not export faithfully.
+
+    Example:
+        >>> use_backend(cnnkit.load("runs/digits"), "onnxruntime").backend  # doctest: +SKIP
+        'onnxruntime'
+    """
+    check_backend(backend)
+    if backend == "torch":
+        loaded.forward, loaded.backend = None, "torch"
+        return loaded
+    reason = _unavailable_reason(loaded)
+    if reason is not None:
+        if backend == "onnxruntime":
+            raise ValueError(f"backend='onnxruntime' cannot be used: {reason}; use "
+                             "backend='torch' or 'auto'")
+        return _fall_back(loaded, reason, logging.INFO)
+    try:
+        forward = onnx_forward(loaded, cache_dir=cache_dir,
+                               export=export or backend == "onnxruntime")
+    except (ExportError, ImportError) as error:
+        if backend == "onnxruntime":
+            raise
+        return _fall_back(loaded, f"the ONNX export failed ({error})", logging.WARNING)
+    if forward is None:
+        return _fall_back(loaded, "no export is cached yet and the job is too small to pay "
+                                  "for one", logging.INFO)
+    loaded.forward = forward
+    loaded.backend = "onnxruntime"
+    logger.info("predict backend: onnxruntime (backend=%r; the verified export %s)", backend,
+                loaded.forward.path)
+    return loaded
+
+
+def _fall_back(loaded: LoadedModel, reason: str, level: int) -> LoadedModel:
+    loaded.forward, loaded.backend = None, "torch"
+    logger.log(level, "predict backend: torch (backend='auto' and %s)", reason)
+    return loaded
