@@ -15,6 +15,9 @@ training images (scaled to 0–1), then test accuracy on the 10000 test images. 
 * ``cnnkit fit fp32``: the same with ``precision="fp32"`` (fused Adam only).
 * ``cnnkit fit, malloc untouched``: the defaults but ``tune_allocator=False``, the
   before/after row of the allocator switch.
+* ``cnnkit fit, plain flatten``: the defaults with ``Flatten`` put back to ``x.flatten(1)``,
+  whose gradient reaches a channels-last max-pool in NCHW layout: the before/after row of
+  ``cnnkit.layers.dense._FlattenChannelsLast`` (same arithmetic, same accuracy).
 * ``keras 3 (torch)``: Keras 3 on the torch backend, when ``keras`` is installed.
 
 Each repeat runs every contender once, alternating; the table shows medians. Every run is a
@@ -130,7 +133,7 @@ def keras_runner(x_u8, y, x_test_u8, y_test):
 
 
 CONTENDERS = ("pytorch DataLoader", "pytorch indexing", "cnnkit fit", "cnnkit fit fp32",
-              "cnnkit fit, malloc untouched", "keras 3 (torch)")
+              "cnnkit fit, malloc untouched", "cnnkit fit, plain flatten", "keras 3 (torch)")
 
 
 def run_worker(name: str, seed: int) -> dict:
@@ -146,6 +149,11 @@ def run_worker(name: str, seed: int) -> dict:
         return run_cnnkit(x_u8, y, xt_u8, yt, seed, precision="fp32")
     if name == "cnnkit fit, malloc untouched":
         return run_cnnkit(x_u8, y, xt_u8, yt, seed, precision=None, tune_allocator=False)
+    if name == "cnnkit fit, plain flatten":
+        from cnnkit.layers import dense  # this process only: the layer as it was before
+
+        dense.Flatten.forward = lambda self, x: x.flatten(1)  # (N, C, H, W) -> (N, C*H*W)
+        return run_cnnkit(x_u8, y, xt_u8, yt, seed, precision=None)
     keras_run, reason = keras_runner(x_u8, y, xt_u8, yt)
     if keras_run is None:
         return {"skipped": reason}

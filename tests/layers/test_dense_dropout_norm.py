@@ -1,6 +1,8 @@
 """Dense, Flatten, Dropout and BatchNorm against torch references."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -75,3 +77,35 @@ def test_batch_norm_matches_torch_in_train_and_eval(shape, reference):
 def test_batch_norm_rejects_other_channel_counts():
     with pytest.raises(ValueError, match=r"built for 3 channels"):
         BatchNorm(num_features=3).build((4, 5, 5))
+
+
+def test_flatten_of_a_channels_last_volume_keeps_chw_order_and_returns_an_nhwc_gradient():
+    torch.manual_seed(0)
+    base = torch.randn(3, 4, 5, 6)
+    weight = torch.randn(4 * 5 * 6, 7)
+    outs, grads = [], []
+    for fmt in (torch.channels_last, torch.contiguous_format):
+        leaf = base.clone().contiguous(memory_format=fmt).requires_grad_()
+        volume = leaf * 2.0  # a non-leaf like a ReLU output: its gradient is what flows back
+        volume.register_hook(grads.append)
+        outs.append(Flatten()(volume))
+        (outs[-1] @ weight).sum().backward()
+    assert torch.equal(outs[0], outs[1])  # the same C, H, W order whatever the layout
+    assert torch.equal(grads[0], grads[1])
+    # the gradient keeps the input's layout, so the layer before runs its fast backward
+    assert grads[0].is_contiguous(memory_format=torch.channels_last)
+    assert not grads[0].is_contiguous()
+
+
+def test_flatten_inside_a_channels_last_network_trains_like_the_nchw_one():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), Flatten(),
+                        nn.Linear(4 * 5 * 5, 3))
+    x, y = torch.randn(8, 1, 12, 12), torch.randint(0, 3, (8,))
+    grads = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        twin = copy.deepcopy(net).to(memory_format=fmt)
+        nn.functional.cross_entropy(twin(x.contiguous(memory_format=fmt)), y).backward()
+        grads.append([p.grad for p in twin.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -50,7 +50,8 @@ def test_cli_trains_from_a_recipe_with_overrides(tmp_path, capsys):
     assert code == 0
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"] == get_recipe("mnist-fast").settings["model"]  # from the recipe
-    assert saved["batch_size"] == 256 and saved["schedule"] == "onecycle"
+    recipe = get_recipe("mnist-fast").settings
+    assert saved["batch_size"] == recipe["batch_size"] and saved["schedule"] == "onecycle"
     assert saved["data"] == "digits" and saved["epochs"] == 1  # the flags override it
     assert "test accuracy" in capsys.readouterr().out
 

@@ -348,7 +348,10 @@ def load_image_files(files: Sequence[tuple[Path, int]], class_names: Sequence[st
     for path, label in files:
         try:
             with _open_checked(Path(path), max_pixels) as image:
-                headers.append((Path(path), label, image.mode, _display_size(image)))
+                # The upright size is needed only to agree on a common size; getexif fully
+                # decodes a PNG (its eXIf chunk may follow the pixels), so skip it otherwise.
+                shape = _display_size(image) if size is None else None
+                headers.append((Path(path), label, image.mode, shape))
         except DataError as e:
             _skip_or_raise(e, Path(path), strict, skipped)
         except DECODE_ERRORS as e:  # e.g. a corrupt EXIF block

@@ -3,13 +3,16 @@
 A CPU training step allocates and frees the same large buffers (activations, gradients, the
 optimizer's temporaries: megabytes each) again and again. glibc's ``malloc`` serves blocks
 above its *mmap threshold* with fresh ``mmap`` calls and returns them with ``munmap`` when they
-are freed, and it trims free memory at the top of the heap above its *trim threshold*. Each
-step then touches brand-new pages, and the kernel must fault in and zero every one of them:
-measured on the tutorial CNN (batch 128, bf16), 1.9 million minor page faults in 280 steps and
-15.7 ms per step, against 86 thousand faults and 6.5 ms per step once freed blocks stay in the
-heap (bench/RESULTS.md, benchmark 1). Intel's PyTorch CPU tuning guide reaches the same by
-preloading jemalloc or tcmalloc; raising glibc's two thresholds with ``mallopt`` gets it without
-a preload or a new dependency.
+are freed, and it trims free memory at the top of the heap above its *trim threshold*. A loop
+that hits that pattern touches brand-new pages every step, and the kernel must fault in and
+zero every one of them. Measured on a quiet machine (bench/RESULTS.md, benchmark 1): a plain
+PyTorch bf16 loop of the tutorial CNN took 1.4 million minor page faults and 16 ms per step,
+and 88 thousand faults and 7 ms per step once freed blocks stay in the heap. cnnkit's own
+``fit`` and ``cnnkit train`` loops did not fall into the pattern in the cases measured (the same
+fault count and time with and without the tuning), so this is insurance, not their speed-up;
+it costs nothing measurable. Intel's PyTorch CPU tuning guide gets the same by preloading
+jemalloc or tcmalloc; raising glibc's two thresholds with ``mallopt`` gets it without a preload
+or a new dependency.
 
 The setting is process-wide and stays after training (glibc has no way to read it back), so it
 is a switch: ``TrainConfig(tune_allocator=False)`` / ``--no-tune-allocator`` leaves malloc
