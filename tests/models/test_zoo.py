@@ -1,6 +1,7 @@
 """Every registered model on a tiny input, the input-size arithmetic, and torchvision naming."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -15,11 +16,16 @@ from cnnkit.models.registry import build_architecture, create, names
 from cnnkit.models.zoo.densenet import remap_legacy_keys
 
 # Smallest sensible test input per model (32x32 unless the arithmetic needs more) and narrow
-# fully connected heads (4096 wide by default) to keep the test fast.
+# fully connected heads (4096 wide by default) to keep the test fast. A key "name/variant" is a
+# second layout of a registered model: those that pick a layout from input_size ("small" up to
+# 64x64) are tested in both.
 TINY = {
     "alexnet": (63, {"classifier_width": 32}),
     "zfnet": (53, {"classifier_width": 32}),
-    "nin": (67, {}),
+    "nin": (67, {}),  # the imagenet layout
+    "nin/small": (32, {}),
+    "densenet121/imagenet": (32, {"stem": "imagenet"}),  # densenet121 at 32x32 is the small stem
+    "resnet18/imagenet": (32, {"stem": "imagenet"}),
     "keras_mnist": (28, {}),
     "vgg11": (32, {"classifier_width": 32}),
     "vgg16": (32, {"classifier_width": 32}),
@@ -28,10 +34,13 @@ TINY = {
 }
 
 
-def tiny_model(name: str, in_channels: int = 3, num_classes: int = 7):
-    size, kwargs = TINY.get(name, (32, {}))
-    model = create(name, num_classes=num_classes, in_channels=in_channels, input_size=size,
-                   **kwargs)
+VARIANTS = sorted(key for key in TINY if "/" in key)
+
+
+def tiny_model(key: str, in_channels: int = 3, num_classes: int = 7):
+    size, kwargs = TINY.get(key, (32, {}))
+    model = create(key.split("/")[0], num_classes=num_classes, in_channels=in_channels,
+                   input_size=size, **kwargs)
     return model, torch.randn(2, in_channels, size, size)
 
 
@@ -41,7 +50,7 @@ def test_the_tutorial_models_are_registered():
     assert expected <= set(names())
 
 
-@pytest.mark.parametrize("name", names())
+@pytest.mark.parametrize("name", names() + VARIANTS)
 def test_forward_and_gradient_on_every_parameter(name):
     model, x = tiny_model(name, in_channels=1)  # grey images; the round trip test uses RGB
     logits = model(x)
@@ -54,7 +63,7 @@ def test_forward_and_gradient_on_every_parameter(name):
     assert any(p.grad.abs().sum() > 0 for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", names())
+@pytest.mark.parametrize("name", names() + VARIANTS)
 def test_interface_and_round_trips(name, tmp_path):
     model, x = tiny_model(name)
     model.eval()
@@ -86,20 +95,28 @@ def test_interface_and_round_trips(name, tmp_path):
     assert model.architecture["kwargs"]["num_classes"] == 3
 
 
-# Minimal input sides worked out by hand with O = floor((W - K + 2P)/S) + 1 from each layer list.
-MINIMUM = {"alexnet": 63, "zfnet": 53, "nin": 67, "vgg11": 32, "vgg16": 32, "densenet121": 29,
-           "airbench": 9, "keras_mnist": 6, "lenet5": 12}
+# Minimal input sides worked out by hand with O = floor((W - K + 2P)/S) + 1 from each layer list
+# (ceil for the small NiN's pools). nin at 66 and 67 is the imagenet layout (sides > 64).
+MINIMUM = {"alexnet": 63, "zfnet": 53, "nin": 67, "nin/small": 4, "vgg11": 32, "vgg16": 32,
+           "densenet121": 8, "densenet121/imagenet": 29, "airbench": 9, "keras_mnist": 6,
+           "lenet5": 12}
+# how to ask for the layout whatever the size (the size picks it otherwise)
+LAYOUT = {"nin/small": {"layout": "small"}, "densenet121/imagenet": {"stem": "imagenet"}}
+# how the too-small error says to get a smaller minimum
+FIX = {"nin": r"pass layout='small' \(the CIFAR-10 NiN: inputs from 4x4",
+       "densenet121/imagenet": r"pass stem='small' \(inputs from 8x8"}
 
 
-@pytest.mark.parametrize("name", sorted(MINIMUM))
-def test_smallest_input_works_and_one_less_fails(name):
-    smallest = MINIMUM[name]
-    kwargs = TINY.get(name, (0, {}))[1]
+@pytest.mark.parametrize("key", sorted(MINIMUM))
+def test_smallest_input_works_and_one_less_fails(key):
+    name, smallest = key.split("/")[0], MINIMUM[key]
+    kwargs = {**TINY.get(key, (0, {}))[1], **LAYOUT.get(key, {})}
     model = create(name, num_classes=4, in_channels=1, input_size=smallest, **kwargs).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 1, smallest, smallest)).shape == (1, 4)
-    with pytest.raises(ValueError, match=rf"{name} cannot take input_size=.*The smallest input "
-                                         rf"that works is {smallest}x{smallest}"):
+    expected = (rf"{name} cannot take input_size=.*The smallest input that works is "
+                rf"{smallest}x{smallest}.*{FIX.get(key, '')}")
+    with pytest.raises(ValueError, match=expected):
         create(name, in_channels=1, input_size=smallest - 1, **kwargs)
 
 
@@ -198,6 +215,107 @@ def test_resnet_stem_follows_input_size():
     with pytest.raises(ValueError,
                        match=r"stem must be one of \('imagenet', 'small'\), got 'tiny'"):
         create("resnet18", stem="tiny")
+
+
+# ---------------------------------------------------------------------------------------------
+# Small-image layouts picked from input_size: NiN (CIFAR-10 layout) and DenseNet (3x3 stem)
+# ---------------------------------------------------------------------------------------------
+
+# the attribute and value that say a model runs its small-image layout
+SMALL_LAYOUT = {"nin": ("layout", "small"), "densenet121": ("stem", "small"),
+                "resnet18": ("stem", "small")}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_LAYOUT))
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)], ids=["28x28x1", "32x32x3"])
+def test_small_inputs_get_the_small_layout(name, shape, tmp_path):
+    inspect_summary = pytest.importorskip("cnnkit.inspect.summary")
+    channels, height, width = shape
+    model = create(name, num_classes=10, in_channels=channels, input_size=(height, width))
+    attribute, value = SMALL_LAYOUT[name]
+    assert getattr(model, attribute) == value
+    x = torch.randn(2, *shape)
+    logits = model(x)
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+    logits.square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing, f"{name}: no gradient reaches {missing}"
+
+    model.eval()
+    path = tmp_path / "weights.safetensors"
+    save_file(model.state_dict(), str(path))
+    rebuilt = build_architecture(json.loads(json.dumps(model.architecture))).eval()
+    assert getattr(rebuilt, attribute) == value
+    rebuilt.load_state_dict(load_file(str(path)), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
+
+    table = inspect_summary.summary(model)
+    assert table.traced and table.macs > 0
+    assert table.total_params == sum(p.numel() for p in model.parameters())
+    assert table.rows[-1].output_shape == (10,)
+
+
+def test_nin_small_layout_is_the_cifar10_network():
+    model = create("nin", num_classes=10, in_channels=3, input_size=32)
+    assert model.layout == "small" and model.feature_size == (8, 8)
+    assert create("nin", input_size=28).feature_size == (7, 7)
+    assert create("nin", input_size=(64, 64)).layout == "small"
+    assert create("nin", input_size=(96, 67)).layout == "imagenet"
+    with pytest.raises(ValueError, match=r"nin cannot take input_size=\(65, 64\).*smallest input "
+                                         r"that works is 67x67.*pass layout='small'"):
+        create("nin", input_size=(65, 64))
+    # Lin et al. 2013, CIFAR-10: 5x5 192/160/96 -> 5x5 192/192/192 -> 3x3 192/192/10
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()
+              if name.endswith("weight")}
+    assert shapes == {
+        "blocks.0.0.weight": (192, 3, 5, 5), "blocks.0.2.weight": (160, 192, 1, 1),
+        "blocks.0.4.weight": (96, 160, 1, 1), "blocks.3.0.weight": (192, 96, 5, 5),
+        "blocks.3.2.weight": (192, 192, 1, 1), "blocks.3.4.weight": (192, 192, 1, 1),
+        "classifier.0.weight": (192, 192, 3, 3), "classifier.2.weight": (192, 192, 1, 1),
+        "classifier.4.weight": (10, 192, 1, 1)}
+    assert sum(p.numel() for p in model.parameters()) == 966_986
+    pools = [m for m in model.blocks if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+    assert [type(m) for m in pools] == [nn.MaxPool2d, nn.AvgPool2d]
+    assert all(m.kernel_size == 3 and m.stride == 2 and m.ceil_mode for m in pools)
+    assert sum(isinstance(m, nn.Dropout) for m in model.modules()) == 2
+    model.eval()
+    with torch.no_grad():
+        x = torch.randn(2, 3, 32, 32)
+        assert model.forward_features(x).shape == (2, 192, 8, 8)
+        assert model.features(x).shape == (2, 192)
+    # the imagenet layout is unchanged, and a forced layout survives the architecture round trip
+    forced = create("nin", input_size=224, layout="small")
+    assert build_architecture(forced.architecture).layout == "small"
+    assert create("nin", input_size=224).blocks[0][0].weight.shape == (96, 3, 11, 11)
+    with pytest.raises(ValueError,
+                       match=r"layout must be one of \('imagenet', 'small'\), got 'cifar'"):
+        create("nin", layout="cifar")
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1\.5"):
+        create("nin", dropout=1.5)
+
+
+def test_densenet_stem_follows_input_size():
+    small = create("densenet121", num_classes=1000, input_size=32)
+    big = create("densenet121", num_classes=1000, input_size=224)
+    assert small.stem == "small" and big.stem == "imagenet"
+    assert small.trunk.conv0.kernel_size == (3, 3) and small.trunk.conv0.stride == (1, 1)
+    assert "pool0" not in small.trunk._modules and "pool0" in big.trunk._modules
+    assert small.feature_size == (4, 4) and create("densenet121", input_size=28).feature_size \
+        == (3, 3)
+    # the same torchvision names: only conv0.weight's shape changes
+    shapes = torchvision_densenet121_shapes()
+    ours = {name: tuple(t.shape) for name, t in small.state_dict().items()}
+    assert ours == {**shapes, "features.conv0.weight": (64, 3, 3, 3)}
+    forced = create("densenet121", input_size=32, stem="imagenet")
+    assert forced.trunk.conv0.stride == (2, 2)
+    assert build_architecture(forced.architecture).stem == "imagenet"
+    with torch.no_grad():
+        volume = small.eval().forward_features(torch.randn(1, 3, 32, 32))
+    assert volume.shape == (1, 1024, 4, 4)
+    with pytest.raises(ValueError,
+                       match=r"stem must be one of \('imagenet', 'small'\), got 'tiny'"):
+        create("densenet121", stem="tiny")
 
 
 def test_googlenet_aux_classifiers():
@@ -453,3 +571,14 @@ def test_torchvision_resnet18_weights_give_the_same_function():
     expected = nn.functional.linear(pooled, state["fc.weight"], state["fc.bias"])
     with torch.no_grad():
         torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name, size, key, value", [("resnet18", 32, "stem", "small"),
+                                                     ("densenet121", 32, "stem", "small"),
+                                                     ("nin", 32, "layout", "small"),
+                                                     ("nin", 96, "layout", "imagenet")])
+def test_architecture_records_the_layout_chosen_from_the_input_size(name, size, key, value):
+    # a saved run must rebuild the same layers even if the size rule changes later
+    arch = create(name, num_classes=3, input_size=size).architecture
+    assert arch["kwargs"][key] == value
+    assert getattr(build_architecture(arch), key) == value

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from cnnkit.data.normalization import Normalization  # noqa: E402
 from cnnkit.models import Sequential  # noqa: E402
-from cnnkit.serve import ServeConfig, create_app  # noqa: E402
+from cnnkit.serve import ServeConfig, create_app, server_options  # noqa: E402
 from cnnkit.train.run_folder import (MODEL_FILE, WEIGHTS_FILE, model_metadata,  # noqa: E402
                                      save_weights, write_json)
 
@@ -54,8 +54,9 @@ class LiveServer:
     def __init__(self, app):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        options = server_options(app.state.service.config)  # what cnnkit serve runs with
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
+                                                    log_level="warning", **options))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self, timeout: float = 30.0) -> LiveServer:

@@ -211,3 +211,53 @@ def test_request_timeout_is_504(run_dir):
     with TestClient(app) as slow:
         response = slow.post("/predict", json={"pixels": _pixels().tolist()})
     assert response.status_code == 504 and response.json()["error"] == "timeout"
+
+
+def _decoded_maps(layer) -> np.ndarray:
+    """A /features layer's PNGs -> uint8 (C'', H, W)."""
+    return np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(png))))
+                     for png in layer["maps"]])
+
+
+def test_concurrent_features_share_passes_and_equal_a_direct_model_call(run_dir):
+    from cnnkit.inspect.feature_maps import feature_maps
+    from cnnkit.serve.features import scale_to_uint8
+
+    app = create_app(run_dir, ServeConfig(feature_max_wait_ms=200, feature_max_batch=4))
+    images = [_pixels(seed) for seed in range(10)]
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                responses = await asyncio.gather(*(
+                    http.post("/features", json={"pixels": image.tolist()}) for image in images))
+                health = (await http.get("/health")).json()
+        return responses, health
+
+    responses, health = asyncio.run(main())
+    assert health["features"]["images"] == 10 and health["features"]["batches"] < 10
+    loaded = cnnkit.load(run_dir)
+    expected = _expected(run_dir, [image[None] for image in images])
+    for image, response, want in zip(images, responses, expected):
+        assert response.status_code == 200, response.text
+        result = response.json()
+        np.testing.assert_allclose(result["probabilities"], want, rtol=1e-5, atol=1e-6)
+        x = loaded.normalization.apply(torch.from_numpy(image[None]))  # (1, H, W) float
+        direct = feature_maps(loaded.model, x)  # the unbatched maps of one image
+        assert [(layer["name"], layer["kind"], layer["shape"]) for layer in result["layers"]] == \
+            [(m.name, m.kind, list(m.maps.shape)) for m in direct]
+        for layer, recorded in zip(result["layers"], direct):
+            want_maps = scale_to_uint8(recorded.maps[:8]).astype(int)
+            # Batched and single convolutions may round differently in the last float bit;
+            # after scaling to 0-255 that is at most one grey level.
+            assert np.abs(_decoded_maps(layer).astype(int) - want_maps).max() <= 1
+
+
+def test_features_time_out_and_overload_like_predict(run_dir):
+    from fastapi.testclient import TestClient
+
+    app = create_app(run_dir, ServeConfig(batch=BatchConfig(timeout_s=1e-6)))
+    with TestClient(app) as slow:
+        response = slow.post("/features", json={"pixels": _pixels().tolist()})
+    assert response.status_code == 504 and response.json()["error"] == "timeout"

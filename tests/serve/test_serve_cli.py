@@ -16,7 +16,7 @@ def test_serve_has_help(run_cli, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--max-batch" in out and "/predict" in out and "127.0.0.1" in out
-    assert "--backend {auto,torch,onnxruntime}" in out
+    assert "--backend {auto,torch,onnxruntime}" in out and "--read-timeout" in out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -24,6 +24,7 @@ def test_serve_has_help(run_cli, capsys):
     (["--max-batch", "0"], "max_batch must be"),
     (["--max-upload-mb", "-1"], "--max-upload-mb must be > 0"),
     (["--timeout", "0"], "timeout_s must be > 0"),
+    (["--read-timeout", "0"], "read_timeout_s must be > 0"),
 ])
 def test_bad_serve_arguments_exit_2(run_cli, run_dir, capsys, argv, message):
     assert run_cli(["serve", str(run_dir), *argv]) == 2

@@ -28,6 +28,9 @@ def add_parser(subparsers) -> None:
                    help="seconds a request may wait for its prediction before 504 (default 10)")
     p.add_argument("--max-upload-mb", type=float, default=8.0,
                    help="largest request body in MiB (default 8)")
+    p.add_argument("--read-timeout", type=float, default=10.0,
+                   help="seconds a request body may take to arrive before 408 and the "
+                        "connection is closed; bounds slow (slowloris) uploads (default 10)")
     p.add_argument("--max-pixels", type=int, default=16_000_000,
                    help="largest image, width x height, checked before decoding (default 16e6)")
     p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from cnnkit.serve import BatchConfig, ServeConfig, ServeLimits, create_app
+        from cnnkit.serve import (BatchConfig, ServeConfig, ServeLimits, create_app,
+                                  server_options)
     except ImportError as error:
         raise ValueError(f"cnnkit serve needs the serve extra ({error}); install it with "
                          "pip install 'cnnkit[serve]'") from None
@@ -55,10 +59,11 @@ def run(args: argparse.Namespace) -> int:
                            max_pixels=args.max_pixels),
         batch=BatchConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                           timeout_s=args.timeout),
-        backend=args.backend)
+        read_timeout_s=args.read_timeout, backend=args.backend)
     app = create_app(args.run, config)
     backend = app.state.service.loaded.backend
     print(f"serving {args.run} with {backend} on http://{args.host}:{args.port}/ "
           "(Ctrl+C to stop)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                **server_options(config))
     return 0

@@ -72,7 +72,9 @@ def as_batch(image) -> torch.Tensor:
     return x.unsqueeze(0)  # (C, H, W) -> (1, C, H, W)
 
 
-def _watched_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def watched_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The ``(name, module)`` pairs whose outputs feature maps show: every layer of a
+    Sequential, else every conv, activation and pooling module (the server uses the same list)."""
     if isinstance(model, nn.Sequential):
         return list(model.named_children())
     return [(name, module) for name, module in model.named_modules()
@@ -99,7 +101,7 @@ def feature_maps(model: nn.Module, image, layers: list[str] | None = None) -> li
         [('0', 'conv', (4, 6, 6)), ('1', 'activation', (4, 6, 6)), ('2', 'pool', (4, 3, 3))]
     """
     if layers is None:
-        watched = _watched_modules(model)
+        watched = watched_modules(model)
     else:
         modules = dict(model.named_modules())
         unknown = [name for name in layers if name not in modules]

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from torch import nn
 
 from cnnkit._checks import check_positive_int, format_shape_hwc
-from cnnkit.inspect.receptive_field import LayerTrace, resolve_input_shape, trace_layers
+from cnnkit.inspect.tracing import LayerTrace, resolve_input_shape, trace_layers
 
 __all__ = ["LayerRow", "ModelSummary", "summary"]
 

@@ -91,6 +91,10 @@ def register(name: str, *, description: str, default_input_size: int | tuple[int
             recorded = _json_kwargs(name, kwargs)
             model = builder(num_classes=num_classes, in_channels=in_channels, input_size=size,
                             **kwargs)
+            for choice in ("stem", "layout"):  # chosen from the input size when not given:
+                value = getattr(model, choice, None)  # record it, so a saved run rebuilds the
+                if recorded.get(choice) is None and isinstance(value, str):  # same layers even
+                    recorded[choice] = value  # if the size rule changes later
             model.registry_name = name
             model.registry_kwargs = recorded
             return model

@@ -59,11 +59,14 @@ class DynamicBatcher:
     """Group single-image predictions into batched forward passes.
 
     Args:
-        predict: ``(N, C, H, W) uint8 array -> (N, K) float array``; runs in a worker thread.
+        predict: ``(N, C, H, W) uint8 array -> (N, K) float array`` (or any sequence of N
+            per-image results, e.g. ``/features``' probabilities and feature maps); runs in a
+            worker thread, one batch at a time.
         config: batch size, wait, timeout and queue limits.
 
     Shape:
-        :meth:`submit` takes one (C, H, W) image and returns its (K,) row.
+        :meth:`submit` takes one (C, H, W) image and returns its (K,) row (its entry of
+        ``predict``'s result).
 
     Example:
         >>> batcher = DynamicBatcher(lambda x: x.reshape(len(x), -1)[:, :2], BatchConfig())
@@ -99,7 +102,7 @@ class DynamicBatcher:
             _, future = self._queue.get_nowait()
             future.cancel()
 
-    async def submit(self, image: np.ndarray) -> np.ndarray:
+    async def submit(self, image: np.ndarray):
         """Queue one (C, H, W) image and wait for its output row (K,).
 
         Raises:

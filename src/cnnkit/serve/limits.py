@@ -1,5 +1,7 @@
-"""An ASGI middleware that refuses request bodies over a byte limit before they are read."""
+"""ASGI middlewares bounding request bodies: in size (413) and in the time they take (408)."""
 from __future__ import annotations
+
+import asyncio
 
 from starlette.responses import JSONResponse
 
@@ -48,3 +50,50 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class BodyReadTimeout(Exception):
+    """The request body was still arriving when the read deadline passed."""
+
+
+class ReadDeadlineMiddleware:
+    """Give every request body ``timeout_s`` seconds, counted from the end of its headers.
+
+    uvicorn waits for a body as long as bytes keep coming, so a client that trickles one byte
+    at a time (slowloris) would hold its connection indefinitely. Here every read of the body
+    waits at most until the deadline; past it :class:`BodyReadTimeout` is raised inside the
+    endpoint's read, which the app answers with a 408 JSON response and closes the connection.
+    Reads after the body is complete (disconnect polling) are not limited.
+
+    Args:
+        app: the ASGI app.
+        timeout_s: seconds a whole body may take to arrive.
+    """
+
+    def __init__(self, app, timeout_s: float):
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        body_done = False
+
+        async def timed_receive():
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except asyncio.TimeoutError:
+                raise BodyReadTimeout(
+                    f"the request body did not arrive within {self.timeout_s:g} s (the read "
+                    "timeout); send it faster, or raise the limit with cnnkit serve "
+                    "--read-timeout SECONDS (ServeConfig(read_timeout_s=...))") from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, timed_receive, send)

@@ -1,4 +1,4 @@
-"""DenseNet-121 (Huang et al. 2016), with torchvision's parameter names.
+"""DenseNet-121 (Huang et al. 2016), with torchvision's parameter names and an optional small stem.
 
 Each dense layer sees the concatenation of every earlier feature map in its block and adds
 ``growth_rate`` new channels (BN-ReLU-1x1 conv "bottleneck" to ``bn_size * growth_rate``, then
@@ -8,7 +8,14 @@ BN-ReLU-3x3 conv). Transitions halve the channels (1x1 conv) and the size (2x2 a
               -> denseblock1 -> transition1 -> ... -> denseblock4 -> norm5
     relu -> global average pool -> classifier (Linear 1024 -> num_classes)
 
-Inputs need at least 29x29 pixels (the third transition's pool needs a 2x2 map).
+``stem="small"`` (as in the paper's CIFAR DenseNets, for inputs <= 64 pixels) makes ``conv0`` a
+3x3/1 conv and drops ``pool0``, so a 32x32 image reaches the last dense block at 4x4 instead of
+1x1. ``stem=None`` picks it when both sides of ``input_size`` are <= 64 (ResNet's rule). The
+parameter names stay the same (only ``conv0.weight``'s shape changes), so torchvision weights
+load into the default "imagenet" stem.
+
+Inputs need at least 29x29 pixels with the imagenet stem and 8x8 with the small stem (the third
+transition's pool needs a 2x2 map).
 
 torchvision's DenseNet weight files still use the old key names ``denselayer1.norm.1.weight``;
 ``remap_legacy_keys`` turns them into the current ``denselayer1.norm1.weight`` (as torchvision
@@ -25,6 +32,8 @@ from torch import nn
 from cnnkit._checks import check_probability
 from cnnkit.models.base import ZooModel, check_input_size, spatial_layers
 from cnnkit.models.registry import register
+
+_STEMS = ("imagenet", "small")
 
 # "<prefix>.denselayerK.norm" + "." + "1.weight" -> joined without the dot (torchvision's regex)
 _LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
@@ -118,15 +127,20 @@ class DenseNet(ZooModel):
         num_init_features: filters of the first conv.
         bn_size: bottleneck width as a multiple of ``growth_rate``.
         drop_rate: dropout after each dense layer.
+        stem: "imagenet" (7x7/2 conv + 3x3/2 max pool) or "small" (3x3/1 conv, no pool);
+            None picks "small" when both sides of ``input_size`` are <= 64.
 
     Shape:
-        (N, C, H, W) -> forward_features (N, 1024, H/32, W/32) -> (N, 1024) -> (N, num_classes).
+        (N, C, H, W) -> forward_features (N, 1024, H/32, W/32) with the imagenet stem (H/8 with
+        the small stem) -> (N, 1024) -> (N, num_classes).
 
     Raises:
-        ValueError: an input smaller than 29x29.
+        ValueError: unknown ``stem``, or an input smaller than 29x29 (imagenet stem) or 8x8
+            (small stem).
 
     Example:
-        >>> create("densenet121", num_classes=10, input_size=32)  # doctest: +SKIP
+        >>> create("densenet121", num_classes=10, input_size=32).stem  # doctest: +SKIP
+        'small'
     """
 
     classifier_path = "classifier"
@@ -134,15 +148,25 @@ class DenseNet(ZooModel):
     def __init__(self, *, name: str, num_classes: int, in_channels: int,
                  input_size: tuple[int, int], growth_rate: int = 32,
                  block_config: tuple[int, ...] = (6, 12, 24, 16), num_init_features: int = 64,
-                 bn_size: int = 4, drop_rate: float = 0.0):
+                 bn_size: int = 4, drop_rate: float = 0.0, stem: str | None = None):
         super().__init__(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
         drop_rate = check_probability(drop_rate, "drop_rate")
+        if stem is None:
+            stem = "small" if max(input_size) <= 64 else "imagenet"
+        if stem not in _STEMS:
+            raise ValueError(f"stem must be one of {_STEMS!r}, got {stem!r}; use 'small' for "
+                             "images of about 32x32 and 'imagenet' for about 224x224")
+        self.stem = stem
         self.features = nn.Sequential()
-        self.trunk.add_module("conv0", nn.Conv2d(in_channels, num_init_features, 7, stride=2,
-                                                 padding=3, bias=False))
+        if stem == "imagenet":
+            conv0 = nn.Conv2d(in_channels, num_init_features, 7, stride=2, padding=3, bias=False)
+        else:
+            conv0 = nn.Conv2d(in_channels, num_init_features, 3, stride=1, padding=1, bias=False)
+        self.trunk.add_module("conv0", conv0)
         self.trunk.add_module("norm0", nn.BatchNorm2d(num_init_features))
         self.trunk.add_module("relu0", nn.ReLU(inplace=True))
-        self.trunk.add_module("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+        if stem == "imagenet":
+            self.trunk.add_module("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
         channels = num_init_features
         for i, num_layers in enumerate(block_config):
             block = DenseBlock(num_layers, channels, growth_rate, bn_size, drop_rate)
@@ -156,7 +180,8 @@ class DenseNet(ZooModel):
         self.classifier = self._make_classifier(num_classes)
         self.feature_size = check_input_size(
             name, input_size, spatial_layers(self.trunk.named_modules(prefix="features")),
-            hint="For smaller images use 'resnet18' (small stem) or 'airbench'.")
+            hint=("Or keep the size and pass stem='small' (inputs from 8x8, the default up to "
+                  "64x64)." if stem == "imagenet" else ""))
         self._init_weights()
 
     def _make_classifier(self, num_classes: int) -> nn.Linear:
@@ -182,7 +207,8 @@ class DenseNet(ZooModel):
 
 
 @register("densenet121", description="DenseNet-121 (Huang et al. 2016), growth 32, blocks "
-          "[6, 12, 24, 16]; inputs >= 29x29", default_input_size=224)
+          "[6, 12, 24, 16]; stem='small' (auto for inputs <= 64) for 32x32 images; inputs >= "
+          "29x29 with the imagenet stem", default_input_size=224)
 def densenet121(*, num_classes, in_channels, input_size, **kwargs) -> DenseNet:
     """DenseNet-121: 8.0M parameters at 1000 classes, torchvision names."""
     return DenseNet(name="densenet121", num_classes=num_classes, in_channels=in_channels,
