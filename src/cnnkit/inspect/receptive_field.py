@@ -131,6 +131,9 @@ def unit_region(model: nn.Module, layer_name: str, unit=(0, 0), input_shape=None
         :class:`UnitRegion` with ``box`` = (top, left, bottom, right), bottom and right
         exclusive, in input pixel coordinates (``top = t + row·jump``, ``bottom = top + size``);
         it may reach past the image into the zero padding; ``clipped`` is cut to the image.
+        Where a layer's stride does not fit its input (floor rounding drops the last rows or
+        columns), a unit at the bottom/right edge sees less than ``clipped``: the box counts
+        positions of the dropped rows as if a window covered them.
 
     Raises:
         ValueError: unknown layer, ambiguous name, or a unit outside the output grid.
