@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnkit.train.callbacks import Callback
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CNNKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -33,3 +35,22 @@ def mnist_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+
+class InterruptAt(Callback):
+    """Raises KeyboardInterrupt (a Ctrl-C) at the start of ``epoch``: the checkpoint of the
+    epoch before is on disk, so the run can be resumed from it."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, trainer, epoch):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def interrupt_at():
+    """``interrupt_at(3)``: a callback that interrupts a training run at the start of epoch 3."""
+    return InterruptAt

@@ -9,7 +9,6 @@ from PIL import Image
 import cnnkit
 from cnnkit.cli import main
 from cnnkit.train import TrainConfig
-from cnnkit.train.callbacks import Callback
 from cnnkit.transfer_learning import FineTuneSettings, finetune
 
 SPEC = "conv(8,3,padding=same) relu maxpool(2) conv(8,3,padding=same) relu flatten fc(16) relu fc(10)"
@@ -81,22 +80,14 @@ def test_embed_data_and_images(pretrained, folder, tmp_path, capsys):
     assert "10 images -> features 16-d" in capsys.readouterr().out
 
 
-class _InterruptAt(Callback):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_begin(self, trainer, epoch):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
-def test_finetune_resume_continues_an_interrupted_run(pretrained, folder, tmp_path, capsys):
+def test_finetune_resume_continues_an_interrupted_run(interrupt_at, pretrained, folder, tmp_path,
+                                                      capsys):
     out = tmp_path / "ft"
     config = TrainConfig(data=str(folder), epochs=3, batch_size=8, input_size=8,
                          precision="fp32", device="cpu", out=str(out))
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C in epoch 3, after the unfreezing
         finetune(pretrained, config, settings=FineTuneSettings(head_epochs=1),
-                 callbacks=[_InterruptAt(3)], progress=False)
+                 callbacks=[interrupt_at(3)], progress=False)
     assert main(["finetune", "--resume", str(out), "--epochs", "4"]) == 2
     assert "--resume takes its settings from" in capsys.readouterr().err
     assert main(["finetune", "--resume", str(out), "--no-progress"]) == 0

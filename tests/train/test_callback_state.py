@@ -18,17 +18,6 @@ from cnnkit.train.trainer import Trainer
 EPOCHS = 8
 
 
-class _InterruptAt(Callback):
-    """Ctrl-C at the start of ``epoch`` (the checkpoint of the epoch before is on disk)."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_begin(self, trainer, epoch):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def _loaders():
     x, y = make_blobs(256)
     return (TensorBatches(x, y, batch_size=32, shuffle=True, seed=0),
@@ -62,7 +51,7 @@ def _assert_same_end(a: Trainer, b: Trainer):
 
 
 @pytest.mark.parametrize("restore_best_weights", [False, True])
-def test_resume_across_plateau_decisions_equals_the_straight_run_bitwise(tmp_path,
+def test_resume_across_plateau_decisions_equals_the_straight_run_bitwise(interrupt_at, tmp_path,
                                                                          restore_best_weights):
     straight_cbs = _monitors(restore_best_weights)
     straight = _trainer(tmp_path / "a", 0, straight_cbs)
@@ -72,7 +61,7 @@ def test_resume_across_plateau_decisions_equals_the_straight_run_bitwise(tmp_pat
     assert straight.scheduler.base_lrs == [0.05 * 0.25]
 
     # Ctrl-C at the start of epoch 3: both callbacks are mid-count (wait = 1) in checkpoint 2
-    first = _trainer(tmp_path / "b", 0, [*_monitors(restore_best_weights), _InterruptAt(3)])
+    first = _trainer(tmp_path / "b", 0, [*_monitors(restore_best_weights), interrupt_at(3)])
     with pytest.raises(KeyboardInterrupt):
         first.fit(*_loaders())
     assert load_checkpoint(tmp_path / "b").epoch == 2

@@ -9,7 +9,7 @@ from train_helpers import make_blobs, small_cnn
 
 from cnnkit.errors import TrainingError
 from cnnkit.train.batches import TensorBatches
-from cnnkit.train.callbacks import Callback, JSONLinesLogger
+from cnnkit.train.callbacks import JSONLinesLogger
 from cnnkit.train.checkpoint import load_checkpoint
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.trainer import Trainer
@@ -71,17 +71,6 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(blobs, 
     assert load_checkpoint(tmp_path).epoch == 1
 
 
-class _InterruptAt(Callback):
-    """Simulates Ctrl-C at the start of an epoch."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_begin(self, trainer, epoch):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def _resumable_trainer(tmp_path, seed, callbacks=()):
     torch.manual_seed(seed)
     config = TrainConfig(epochs=4, lr=5e-3, optimizer="adamw", weight_decay=1e-2,
@@ -90,13 +79,13 @@ def _resumable_trainer(tmp_path, seed, callbacks=()):
                    callbacks=[JSONLinesLogger(tmp_path / "m.jsonl", append=True), *callbacks])
 
 
-def test_interrupted_and_resumed_equals_uninterrupted_bitwise(blobs, tmp_path):
+def test_interrupted_and_resumed_equals_uninterrupted_bitwise(interrupt_at, blobs, tmp_path):
     x, y = blobs
     straight = _resumable_trainer(tmp_path / "a", seed=0)
     straight.fit(*_loaders(x, y))
 
     torch.manual_seed(0)  # same start, then "Ctrl-C" at the start of epoch 3
-    first = _resumable_trainer(tmp_path / "b", seed=0, callbacks=[_InterruptAt(3)])
+    first = _resumable_trainer(tmp_path / "b", seed=0, callbacks=[interrupt_at(3)])
     with pytest.raises(KeyboardInterrupt):
         first.fit(*_loaders(x, y))
     resumed = _resumable_trainer(tmp_path / "b", seed=99)  # a fresh process: other init, RNG

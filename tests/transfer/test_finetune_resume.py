@@ -11,23 +11,11 @@ from safetensors.torch import load_file
 from cnnkit.errors import CheckpointError
 from cnnkit.models import Sequential
 from cnnkit.train import Trainer, TrainConfig
-from cnnkit.train.callbacks import Callback
 from cnnkit.transfer_learning import FineTuneSettings, GradualUnfreezing, finetune, freeze
 
 # layer groups: "0" (conv), "2" (conv), "6" (fc 16), "head"
 SPEC = ("conv(4,3,padding=same) relu conv(4,3,padding=same) relu maxpool(2) flatten "
         "fc(16) relu fc(10)")
-
-
-class _InterruptAt(Callback):
-    """Ctrl-C at the start of ``epoch`` (the checkpoint of the epoch before is on disk)."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_epoch_begin(self, trainer, epoch):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +46,13 @@ def _config(folder, out):
 SETTINGS = FineTuneSettings(head_epochs=1, unfreeze_every=1, lr_decay=0.5)
 
 
-def test_interrupted_fine_tuning_resumes_bitwise_equal_to_a_straight_run(folder, tmp_path):
+def test_interrupted_fine_tuning_resumes_bitwise_equal_to_a_straight_run(interrupt_at, folder,
+                                                                          tmp_path):
     straight = finetune(_pretrained(), _config(folder, tmp_path / "a"), settings=SETTINGS,
                         progress=False)
     with pytest.raises(KeyboardInterrupt):  # after epoch 2: head + group "6" in the optimizer
         finetune(_pretrained(), _config(folder, tmp_path / "b"), settings=SETTINGS,
-                 callbacks=[_InterruptAt(3)], progress=False)
+                 callbacks=[interrupt_at(3)], progress=False)
     saved = json.loads((tmp_path / "b" / "checkpoint" / "last.json").read_text())
     assert saved["epoch"] == 2
     assert [g.get("name") for g in saved["optimizer"]["param_groups"]] == [None, "6"]
@@ -89,10 +78,10 @@ def test_interrupted_fine_tuning_resumes_bitwise_equal_to_a_straight_run(folder,
     assert record["head_epochs"] == 1 and record["unfreeze_every"] == 1
 
 
-def test_resume_with_other_settings_is_refused(folder, tmp_path):
+def test_resume_with_other_settings_is_refused(interrupt_at, folder, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         finetune(_pretrained(), _config(folder, tmp_path / "b"), settings=SETTINGS,
-                 callbacks=[_InterruptAt(2)], progress=False)
+                 callbacks=[interrupt_at(2)], progress=False)
     other = FineTuneSettings(head_epochs=2, unfreeze_every=1)
     with pytest.raises(ValueError, match=r"settings=FineTuneSettings\(.*head_epochs=2.*\) "
                                          r"differ from those the run was started with"):
@@ -118,9 +107,9 @@ def _batches():
             for _ in range(3)]
 
 
-def test_a_checkpoint_from_another_schedule_is_a_clear_error(tmp_path):
+def test_a_checkpoint_from_another_schedule_is_a_clear_error(interrupt_at, tmp_path):
     first = _tiny_trainer(tmp_path, GradualUnfreezing(head_epochs=1, every=1),
-                          [_InterruptAt(3)])
+                          [interrupt_at(3)])
     with pytest.raises(KeyboardInterrupt):
         first.fit(_batches())
     later = _tiny_trainer(tmp_path, GradualUnfreezing(head_epochs=2, every=1))

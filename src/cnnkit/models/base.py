@@ -95,6 +95,32 @@ def spatial_layers(named_modules: Iterable[tuple[str, nn.Module]],
             if isinstance(module, _SPATIAL_LAYERS) and not any(s in name for s in skip)]
 
 
+SIZE_LAYOUTS = ("imagenet", "small")
+#: Inputs up to this many pixels per side get the "small" layout when none is given.
+SMALL_LAYOUT_MAX = 64
+
+
+def choose_layout(value: str | None, input_size: tuple[int, int], argument: str) -> str:
+    """The ``stem``/``layout`` of a model with an ImageNet and a small-image variant.
+
+    None picks ``"small"`` when both sides of ``input_size`` are at most 64 pixels (ResNet's,
+    DenseNet's and NiN's rule), else ``"imagenet"``.
+
+    Raises:
+        ValueError: ``value`` is neither, naming ``argument`` and both choices.
+
+    Example:
+        >>> choose_layout(None, (32, 32), "stem"), choose_layout(None, (224, 224), "stem")
+        ('small', 'imagenet')
+    """
+    if value is None:
+        return "small" if max(input_size) <= SMALL_LAYOUT_MAX else "imagenet"
+    if value not in SIZE_LAYOUTS:
+        raise ValueError(f"{argument} must be one of {SIZE_LAYOUTS!r}, got {value!r}; use "
+                         "'small' for images of about 32x32 and 'imagenet' for about 224x224")
+    return value
+
+
 def check_input_size(model_name: str, input_size: tuple[int, int],
                      layers: list[tuple[str, nn.Module]], *, hint: str = "") -> tuple[int, int]:
     """Return the (H', W') that ``layers`` produce from ``input_size``, or explain why none exists.

@@ -30,10 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnkit._checks import check_probability
-from cnnkit.models.base import ZooModel, check_input_size, spatial_layers
+from cnnkit.models.base import ZooModel, check_input_size, choose_layout, spatial_layers
 from cnnkit.models.registry import register
 
-_STEMS = ("imagenet", "small")
 
 # "<prefix>.denselayerK.norm" + "." + "1.weight" -> joined without the dot (torchvision's regex)
 _LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
@@ -151,11 +150,7 @@ class DenseNet(ZooModel):
                  bn_size: int = 4, drop_rate: float = 0.0, stem: str | None = None):
         super().__init__(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
         drop_rate = check_probability(drop_rate, "drop_rate")
-        if stem is None:
-            stem = "small" if max(input_size) <= 64 else "imagenet"
-        if stem not in _STEMS:
-            raise ValueError(f"stem must be one of {_STEMS!r}, got {stem!r}; use 'small' for "
-                             "images of about 32x32 and 'imagenet' for about 224x224")
+        stem = choose_layout(stem, input_size, "stem")
         self.stem = stem
         self.features = nn.Sequential()
         if stem == "imagenet":

@@ -31,10 +31,9 @@ import torch
 from torch import nn
 
 from cnnkit._checks import check_probability
-from cnnkit.models.base import ZooModel, check_input_size, spatial_layers
+from cnnkit.models.base import ZooModel, check_input_size, choose_layout, spatial_layers
 from cnnkit.models.registry import register
 
-_LAYOUTS = ("imagenet", "small")
 
 
 def mlpconv(in_channels: int, widths: int | tuple[int, int, int], kernel_size: int,
@@ -91,11 +90,7 @@ class NiN(ZooModel):
                  layout: str | None = None, dropout: float = 0.5):
         super().__init__(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
         dropout = check_probability(dropout, "dropout")
-        if layout is None:
-            layout = "small" if max(input_size) <= 64 else "imagenet"
-        if layout not in _LAYOUTS:
-            raise ValueError(f"layout must be one of {_LAYOUTS!r}, got {layout!r}; use 'small' "
-                             "for images of about 32x32 and 'imagenet' for about 224x224")
+        layout = choose_layout(layout, input_size, "layout")
         self.layout = layout
         if layout == "imagenet":
             self.num_features = 384

@@ -14,10 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnkit.models.base import ZooModel, check_input_size, spatial_layers
+from cnnkit.models.base import ZooModel, check_input_size, choose_layout, spatial_layers
 from cnnkit.models.registry import register
 
-_STEMS = ("imagenet", "small")
 
 
 class BasicBlock(nn.Module):
@@ -103,11 +102,7 @@ class ResNet(ZooModel):
                  name: str, num_classes: int, in_channels: int, input_size: tuple[int, int],
                  stem: str | None = None, zero_init_residual: bool = False):
         super().__init__(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
-        if stem is None:
-            stem = "small" if max(input_size) <= 64 else "imagenet"
-        if stem not in _STEMS:
-            raise ValueError(f"stem must be one of {_STEMS!r}, got {stem!r}; use 'small' for "
-                             "images of about 32x32 and 'imagenet' for about 224x224")
+        stem = choose_layout(stem, input_size, "stem")
         self.stem = stem
         self.block = block
         self.inplanes = 64
