@@ -4,8 +4,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cnnkit.train.callbacks import Callback
 
@@ -54,3 +56,22 @@ class InterruptAt(Callback):
 def interrupt_at():
     """``interrupt_at(3)``: a callback that interrupts a training run at the start of epoch 3."""
     return InterruptAt
+
+
+def _write_colour_squares(root: Path, *, size: int, per_class: int) -> Path:
+    """An image folder of 3 classes (red, green, blue) x ``per_class`` RGB ``size``x``size`` PNGs:
+    a bright square of the class colour on dark noise, 2 pixels from each border."""
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(["red", "green", "blue"]):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            pixels[2:size - 2, 2:size - 2, k] = 220
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def colour_squares():
+    """``colour_squares(root, size=12, per_class=10)`` writes that image folder and returns it."""
+    return _write_colour_squares

@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import cnnkit
 from cnnkit.cli import main
@@ -15,17 +14,10 @@ SPEC = "conv(8,3,padding=same) relu maxpool(2) conv(8,3,padding=same) relu flatt
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
+def folder(tmp_path_factory, colour_squares):
     """3 classes x 10 RGB 12x12 PNGs: red, green, blue squares with noise."""
-    root = tmp_path_factory.mktemp("imgs") / "data"
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(["red", "green", "blue"]):
-        (root / name).mkdir(parents=True)
-        for i in range(10):
-            pixels = rng.integers(0, 60, (12, 12, 3), dtype=np.uint8)
-            pixels[2:10, 2:10, k] = 220
-            Image.fromarray(pixels).save(root / name / f"{i}.png")
-    return root
+    return colour_squares(tmp_path_factory.mktemp("imgs") / "data", size=12,
+                          per_class=10)
 
 
 @pytest.fixture(scope="module")

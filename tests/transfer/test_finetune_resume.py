@@ -2,10 +2,8 @@
 an uninterrupted run, and a clear error when the checkpoint does not fit the schedule."""
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from cnnkit.errors import CheckpointError
@@ -19,17 +17,10 @@ SPEC = ("conv(4,3,padding=same) relu conv(4,3,padding=same) relu maxpool(2) flat
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
+def folder(tmp_path_factory, colour_squares):
     """3 classes x 12 RGB 8x8 PNGs: red, green, blue squares with noise."""
-    root = tmp_path_factory.mktemp("imgs") / "data"
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(["red", "green", "blue"]):
-        (root / name).mkdir(parents=True)
-        for i in range(12):
-            pixels = rng.integers(0, 60, (8, 8, 3), dtype=np.uint8)
-            pixels[2:6, 2:6, k] = 220
-            Image.fromarray(pixels).save(root / name / f"{i}.png")
-    return root
+    return colour_squares(tmp_path_factory.mktemp("imgs") / "data", size=8,
+                          per_class=12)
 
 
 def _pretrained():
