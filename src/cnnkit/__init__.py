@@ -16,14 +16,78 @@ Example:
     >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
     ...               metrics=["accuracy"])
 """
-from cnnkit import data, layers, models
-from cnnkit.inspect.summary import summary
-from cnnkit.models import Sequential
-from cnnkit.train import TrainConfig, Trainer
-from cnnkit.train import load_run as load
-from cnnkit.transfer_learning import transfer
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from cnnkit.run.folder import LoadedModel
 
 __version__ = "0.1.0"
+
+# name -> (module, attribute); None: the module itself. Loaded on first use (PEP 562), so that
+# ``import cnnkit.models`` (which runs this file first) loads no training, export or CLI code.
+_LAZY = {
+    "Sequential": ("cnnkit.keras.models", "Sequential"),
+    "TrainConfig": ("cnnkit.train.config", "TrainConfig"),
+    "Trainer": ("cnnkit.train.trainer", "Trainer"),
+    "data": ("cnnkit.data", None),
+    "layers": ("cnnkit.layers", None),
+    "models": ("cnnkit.models", None),
+    "summary": ("cnnkit.inspect.summary", "summary"),
+    "transfer": ("cnnkit.transfer_learning", "transfer"),
+}
+
+
+def __getattr__(name: str):
+    """The public names of :data:`__all__`, imported on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)  # import cost: load only what is used (_LAZY)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+def load(path: str | Path, *, model: nn.Module | None = None,
+         device: str | torch.device = "cpu", backend: str = "torch") -> LoadedModel:
+    """A trained model back from its run folder (:func:`cnnkit.run.load_run`), on a backend.
+
+    Args:
+        path: the run folder (``--out`` of ``cnnkit train``).
+        model: an untrained instance, only for a model without an ``architecture`` dict.
+        device: where to put the model.
+        backend: what runs ``predict*``: ``"torch"``, ``"onnxruntime"`` (the run's verified ONNX
+            export, cached in ``RUN/.cache``) or ``"auto"`` (onnxruntime where it is installed
+            and the export verifies, else torch); see :mod:`cnnkit.export.runtime`.
+
+    Raises:
+        CheckpointError: not a run folder, missing/corrupt files, or weights that do not fit.
+        ValueError / ExportError: a bad ``backend``, or ``"onnxruntime"`` that cannot be used.
+
+    Example:
+        >>> model = cnnkit.load("runs/digits", backend="auto")  # doctest: +SKIP
+        >>> model.predict(images)  # doctest: +SKIP
+    """
+    from cnnkit.run.folder import load_run  # import cost: load only what is used (_LAZY)
+
+    loaded = load_run(path, model=model, device=device)
+    if backend != "torch":
+        from cnnkit.export.runtime import CACHE_DIR, use_backend  # optional extra: onnxruntime
+
+        use_backend(loaded, backend, cache_dir=Path(path) / CACHE_DIR)
+    return loaded
+
 
 __all__ = ["Sequential", "TrainConfig", "Trainer", "data", "layers", "load", "models", "summary",
            "transfer"]

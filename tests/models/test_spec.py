@@ -123,3 +123,43 @@ def test_spec_errors_are_value_errors():
     assert issubclass(SpecError, ValueError)
     with pytest.raises(TypeError, match=r"spec must be a string"):
         parse_spec(None)
+
+
+# ---- upsampling tokens and size limits (issues 15 and 18) ----
+
+def test_upsample_and_deconv_tokens_round_trip():
+    spec = "conv(8,3,padding=same) relu maxpool(2) deconv(8,2,2) upsample(2,bilinear) conv(11,1)"
+    assert canonical_spec(spec, image_input=True) == (
+        "conv(8,3,padding=same) relu maxpool(2) convtranspose(8,2,2) upsample(2,bilinear) "
+        "conv(11,1)")
+    model = Sequential.from_spec(spec, input_shape=(16, 16, 1))
+    assert tuple(model(torch.zeros(2, 1, 16, 16)).shape) == (2, 11, 32, 32)
+
+
+def test_summary_shows_upsampling_fields():
+    model = Sequential.from_spec("conv(4,3) maxpool(2) convtranspose(4,2,2) upsample(2)",
+                                 input_shape=(10, 10, 1))
+    from cnnkit.inspect.summary import summary
+
+    text = str(summary(model, "10x10x1"))
+    # conv 3x3 -> 8x8 (RF 3), pool -> 4x4 (RF 4, jump 2), deconv k=2 s=2 -> 8x8 (1 tap: RF 4,
+    # jump 1), nearest x2 -> 16x16 (RF 4, jump 0.5)
+    lines = [line.split() for line in text.splitlines()]
+    deconv = next(parts for parts in lines if len(parts) > 2 and parts[1].startswith("ConvTranspose"))
+    up = next(parts for parts in lines if len(parts) > 2 and parts[1].startswith("Upsample"))
+    assert deconv[2] == "8x8x4" and deconv[-2:] == ["4x4", "1x1"]
+    assert up[2] == "16x16x4" and up[-2:] == ["4x4", "0.5x0.5"]
+
+
+def test_deeply_nested_spec_is_a_parse_error():
+    with pytest.raises(SpecError, match=r"parentheses nested too deeply at position 16 "
+                                        r"\(more than 16 levels\)"):
+        parse_spec("(" * 5000)
+    with pytest.raises(SpecError, match=r"nested too deeply"):
+        parse_spec("conv(" + "(" * 20 + "3" + ")" * 20 + ")")
+
+
+def test_overlong_spec_is_a_parse_error():
+    with pytest.raises(SpecError, match=r"architecture string too long \(20000 characters, "
+                                        r"at most 10000\)"):
+        parse_spec("relu " * 4000)

@@ -55,7 +55,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypa
 
 
 def test_disk_full_while_writing_weights_keeps_the_old_weights(tmp_path, monkeypatch):
-    from cnnkit.train import run_folder
+    from cnnkit.run import folder as run_folder
 
     path = tmp_path / "weights.safetensors"
     save_weights(_model(0), path)

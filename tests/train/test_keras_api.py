@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from train_helpers import make_blobs
 
-from cnnkit.train.keras_api import KerasModelMixin
+from cnnkit.keras.training import KerasModelMixin
 
 
 class KerasNet(KerasModelMixin, nn.Sequential):

@@ -25,8 +25,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.train.evaluation import evaluate_run
-    from cnnkit.train.run_folder import load_run
+    from cnnkit.run.folder import load_run
 
     loaded = load_run(args.run)
     data = args.data or loaded.config.get("data")
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
                           data_dir=args.data_dir or loaded.config.get("data_dir"),
                           batch_size=args.batch_size, tta=args.tta)
     png = Path(args.png) if args.png else Path(args.run) / f"confusion_{args.split}.png"
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.viz.confusion import plot_confusion_matrix
 
     plot_confusion_matrix(report.confusion, report.class_names, path=png)

@@ -35,6 +35,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.export import export
 
     out = Path(args.out) if args.out else Path(args.run) / f"model{FORMATS[args.format]}"

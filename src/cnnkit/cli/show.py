@@ -44,13 +44,15 @@ def _unit(text: str) -> tuple[int, int]:
 
 
 def _load_run(path: str):
-    from cnnkit.train.run_folder import load_run
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
+    from cnnkit.run.folder import load_run
 
     return load_run(path)
 
 
 def _run_image(run, path: str):
     """(uint8 (C, H, W) resized to the run's input, normalised float (C, H, W)) for one file."""
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     import torch
 
     from cnnkit.data.folder import decode_image
@@ -84,6 +86,7 @@ def _done(*paths: Path) -> int:
 
 
 def _kernels(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.inspect.kernels import KERNEL_DESCRIPTIONS, KERNELS, kernel_names
 
     for name in kernel_names():
@@ -93,6 +96,7 @@ def _kernels(args) -> int:
 
 
 def _kernel(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     import torch
 
     from cnnkit.data.folder import decode_image
@@ -109,6 +113,7 @@ def _kernel(args) -> int:
 
 
 def _conv_matrix(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.inspect.conv_matrix import conv_as_matrix
     from cnnkit.inspect.kernels import get_kernel
     from cnnkit.viz.kernels import plot_conv_matrix
@@ -126,6 +131,7 @@ def _conv_matrix(args) -> int:
 
 
 def _signals(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.viz.signals import plot_signal_examples
 
     out = Path(args.out)
@@ -134,6 +140,7 @@ def _signals(args) -> int:
 
 
 def _augment(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.augment.parse import parse_augment
     from cnnkit.augment.preview import augment_grid
     from cnnkit.data.open import open_data
@@ -148,6 +155,7 @@ def _augment(args) -> int:
 
 
 def _filters(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.inspect.filters import filter_grid
     from cnnkit.viz.grids import plot_filters
 
@@ -158,6 +166,7 @@ def _filters(args) -> int:
 
 
 def _maps(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.inspect.feature_maps import class_probabilities, feature_maps
     from cnnkit.viz.bars import plot_class_probabilities
     from cnnkit.viz.grids import plot_feature_maps
@@ -173,6 +182,7 @@ def _maps(args) -> int:
 
 
 def _rf(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     import torch
 
     from cnnkit.inspect.receptive_field import empirical_receptive_field, unit_region
@@ -203,6 +213,7 @@ def _run_image_and_target(args):
 
 
 def _gradcam(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.inspect.saliency import grad_cam
     from cnnkit.viz.heatmap import plot_heatmap
 
@@ -214,6 +225,7 @@ def _gradcam(args) -> int:
 
 
 def _saliency(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.inspect.saliency import saliency
     from cnnkit.viz.heatmap import plot_heatmap
 
@@ -225,6 +237,7 @@ def _saliency(args) -> int:
 
 
 def _curves(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.viz.curves import plot_training_curves
 
     metrics = Path(args.run) / "metrics.jsonl"
@@ -237,6 +250,7 @@ def _curves(args) -> int:
 
 
 def _mistakes(args) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.data.open import open_data
     from cnnkit.errors import DataError
     from cnnkit.inspect.mistakes import confusion_matrix, most_confident_mistakes, per_class_accuracy

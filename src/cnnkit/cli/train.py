@@ -112,6 +112,7 @@ def _launch(args: argparse.Namespace, out: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.train.pipeline import default_run_folder, train
 
     if args.nproc < 1:

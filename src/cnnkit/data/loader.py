@@ -8,140 +8,26 @@ easily; larger image folders go through :mod:`cnnkit.data.stream`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
 
-from cnnkit._checks import check_positive_int
+from cnnkit.data.batching import (Augment, EpochLoader, ImageLoader, Targets, check_targets,
+                                  epoch_permutation, move_targets, select_targets,
+                                  shard_indices)
 from cnnkit.data.normalization import Normalization
 
 if TYPE_CHECKING:
     from cnnkit.data.dataset import ImageData
 
+__all__ = ["Augment", "EpochLoader", "InMemoryLoader", "TensorBatches", "epoch_permutation",
+           "shard_indices"]
+
 logger = logging.getLogger(__name__)
 
-Augment = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-
-def epoch_permutation(n: int, *, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
-    """The order of the ``n`` samples in ``epoch``: a function of ``(seed, epoch)`` only.
-
-    Like ``DistributedSampler``, epoch ``e`` uses a fresh ``torch.Generator`` seeded with
-    ``seed + e``, so any epoch can be reproduced (or resumed) without replaying the others.
-
-    Shape:
-        ``(n,)`` int64 on the CPU.
-    """
-    if not shuffle:
-        return torch.arange(n)
-    generator = torch.Generator().manual_seed(seed + epoch)
-    return torch.randperm(n, generator=generator)
-
-
-def shard_indices(order: torch.Tensor, *, rank: int, world_size: int) -> torch.Tensor:
-    """Rank ``rank``'s share of ``order``: every ``world_size``-th index from ``rank``.
-
-    The order is first padded by wrapping around so that every rank gets the same number of
-    samples, ``ceil(n / world_size)`` (as ``DistributedSampler`` does).
-
-    Shape:
-        ``(n,)`` -> ``(ceil(n / world_size),)``.
-    """
-    if world_size == 1:
-        return order
-    per_rank = -(-order.numel() // world_size)
-    padding = per_rank * world_size - order.numel()
-    padded = torch.cat([order, order[:padding]]) if padding else order
-    return padded[rank::world_size]
-
-
-class EpochLoader:
-    """What both loaders share: epochs as functions of ``(seed, epoch)``, resumable state, and
-    the step from a uint8 batch on the device to the training batch.
-
-    Subclasses set ``batch_size``, ``world_size``, ``drop_last``, ``seed``, ``normalization``,
-    ``augment``, ``channels_last`` and ``_size`` (samples before sharding), call
-    :meth:`_reset_epochs`, and iterate with ``self._start_batch`` / ``self._position``.
-    """
-
-    batch_size: int
-    world_size: int
-    drop_last: bool
-    seed: int
-    normalization: Normalization
-    augment: Augment | None
-    channels_last: bool
-    _size: int
-
-    def _reset_epochs(self) -> None:
-        self.epoch = 0
-        self._position = 0  # batches handed out in the current pass
-        self._start_batch = 0  # where the next pass starts (set by load_state_dict)
-
-    @property
-    def num_samples(self) -> int:
-        """Samples per epoch seen by this rank (after sharding, before ``drop_last``)."""
-        return -(-self._size // self.world_size)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return -(-self.num_samples // self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next pass use epoch ``epoch``'s permutation, from its first batch."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-        self.epoch = epoch
-        self._position = 0
-        self._start_batch = 0
-
-    def state_dict(self) -> dict[str, int]:
-        """Where the loader stands: ``{"seed", "epoch", "batch"}`` (``batch``: next one to give).
-
-        Saved during an epoch (e.g. by a checkpoint after batch ``k``), it resumes at batch
-        ``k + 1`` of the same permutation.
-        """
-        return {"seed": self.seed, "epoch": self.epoch, "batch": self._position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Restore :meth:`state_dict`; the next pass continues from the saved batch.
-
-        Raises:
-            ValueError: missing keys, or a batch index past the end of the epoch.
-        """
-        missing = {"seed", "epoch", "batch"} - set(state)
-        if missing:
-            raise ValueError(f"loader state is missing {sorted(missing)!r}, got {state!r}")
-        if not 0 <= state["batch"] <= len(self):
-            raise ValueError(
-                f"loader state batch={state['batch']!r} is outside this loader's 0..{len(self)} "
-                "batches: was it saved with another batch_size or dataset?"
-            )
-        self.seed = int(state["seed"])
-        self.epoch = int(state["epoch"])
-        self._position = self._start_batch = int(state["batch"])
-
-    def _finish_batch(self, images: torch.Tensor,
-                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 images on the device -> float32 training batch (augmented, normalised).
-
-        Shape:
-            images (B, C, H, W) uint8, y (B,) -> x (B, C, H, W) float32, y (B,) or (B, K).
-        """
-        if self.augment is None:
-            x = self.normalization.apply(images)  # uint8 -> float32, one fused pass
-        else:
-            # Augment on the 0–1 scale, then normalise (DEVELOPERS.md: augment/ contract).
-            x, y = self.augment(images.to(torch.float32).div_(255.0), y)
-            x = self.normalization.apply(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
-
-
-class InMemoryLoader(EpochLoader):
+class InMemoryLoader(ImageLoader):
     """Iterate ``(x, y)`` batches of an in-memory :class:`~cnnkit.data.ImageData`.
 
     The uint8 images and int64 labels are moved to ``device`` once. Each epoch draws a
@@ -153,7 +39,9 @@ class InMemoryLoader(EpochLoader):
     :meth:`load_state_dict` resume mid-epoch exactly.
 
     Args:
-        data: the images (uint8 ``(N, C, H, W)``) and labels (int64 ``(N,)``).
+        data: the images (uint8 ``(N, C, H, W)``) and labels (int64 ``(N,)``), e.g. an
+            ``ImageData``; data with a ``targets()`` method (``AnnotatedData``) yields its
+            dict of target tensors instead, e.g. ``{"labels": (N,), "boxes": (N, 4)}``.
         batch_size: samples per batch ``B``.
         shuffle: draw a new permutation each epoch (training); ``False`` keeps file order.
         drop_last: skip the last, smaller batch.
@@ -167,12 +55,15 @@ class InMemoryLoader(EpochLoader):
 
     Shape:
         Yields ``x`` float32 ``(B, C, H, W)`` and ``y`` int64 ``(B,)`` on ``device`` (``y`` may
-        become ``(B, K)`` soft labels if ``augment`` mixes). ``len(loader)`` is
-        ``floor(n / B)`` with ``drop_last`` else ``ceil(n / B)``, ``n`` = samples in the shard.
+        become ``(B, K)`` soft labels if ``augment`` mixes; with dict targets, a dict of
+        ``(B, ...)`` tensors). ``len(loader)`` is ``floor(n / B)`` with ``drop_last`` else
+        ``ceil(n / B)``, ``n`` = samples in the shard.
 
     Raises:
         ValueError: bad ``batch_size``, ``rank``/``world_size``, or a normalisation whose
-            channel count differs from the images'.
+            channel count differs from the images'; targets with another sample count.
+        TypeError: ``shuffle``/``drop_last``/``channels_last`` not a bool, ``seed`` not an int,
+            ``augment`` not callable (the checks of :class:`~cnnkit.data.batching.EpochLoader`).
 
     Example:
         >>> loader = InMemoryLoader(splits.train, batch_size=128, normalization=norm)
@@ -195,53 +86,73 @@ class InMemoryLoader(EpochLoader):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.world_size = check_positive_int(world_size, "world_size")
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        if augment is not None and not callable(augment):
-            raise TypeError(f"augment must be a callable (x, y) -> (x, y), got {augment!r}")
-        images, labels = data.images, data.labels
-        if images.dtype != torch.uint8 or images.dim() != 4:
+        images = data.images
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(
-                f"data.images must be a uint8 tensor (N, C, H, W), got {images.dtype} with shape "
-                f"{tuple(images.shape)!r}"
+                f"data.images must be a uint8 tensor (N, C, H, W), got "
+                f"{getattr(images, 'dtype', type(images).__name__)} with shape "
+                f"{tuple(getattr(images, 'shape', ()))!r}"
             )
-        channels = images.shape[1]
-        self.normalization = normalization or Normalization.identity(channels)
-        if self.normalization.channels != channels:
-            raise ValueError(
-                f"normalization has {self.normalization.channels} channel(s) but the images have "
-                f"{channels}; fit it on these images with Normalization.fit(data.images)"
-            )
-        self.device = torch.device(device)
+        super().__init__(images.shape[0], batch_size=batch_size, shuffle=shuffle,
+                         drop_last=drop_last, seed=seed, rank=rank, world_size=world_size,
+                         device=device, augment=augment, channels_last=channels_last)
+        targets = data.targets() if callable(getattr(data, "targets", None)) else data.labels
+        targets = check_targets(targets, images.shape[0], "data.labels", "data.images")
+        self._set_normalization(normalization, images.shape[1], images="the images have",
+                                fix="fit it on these images with Normalization.fit(data.images)")
         self.images = images.to(self.device)
-        self.labels = labels.to(self.device)
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
-        self.seed = seed
-        self.augment = augment
-        self.channels_last = bool(channels_last)
-        self.rank = rank
-        self._size = images.shape[0]
-        self._reset_epochs()
+        self.labels = move_targets(targets, self.device)
         logger.debug("InMemoryLoader: %d images %s on %s, batch %d, %d batches/epoch",
                      images.shape[0], tuple(images.shape[1:]), self.device, batch_size, len(self))
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_permutation(self.images.shape[0], seed=self.seed, epoch=self.epoch,
-                                  shuffle=self.shuffle)
-        order = shard_indices(order, rank=self.rank, world_size=self.world_size)
-        order = order.to(self.device)
-        start, self._start_batch = self._start_batch, 0
-        for b in range(start, len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            self._position = b + 1
-            yield self._make_batch(idx)
-        self.epoch += 1
-        self._position = 0
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, Targets]]:
+        for idx in self._index_batches():
+            yield self._finish_batch(self.images.index_select(0, idx),
+                                     select_targets(self.labels, idx))
 
-    def _make_batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._finish_batch(self.images.index_select(0, idx), self.labels.index_select(0, idx))
+
+class TensorBatches(EpochLoader):
+    """Iterate ``(x[i], y[i])`` batches of plain tensors (``model.fit(x, y)``).
+
+    Like :class:`InMemoryLoader` but for inputs of any dtype and shape, taken as they are (no
+    normalisation, no augmentation, no copy to another device), so the Keras API and ``Trainer``
+    work on any ``(x, y)`` pair. Epoch order, sharding, ``set_epoch`` and ``state_dict`` are
+    those of :class:`~cnnkit.data.batching.EpochLoader`: for the same ``seed``, ``epoch`` and
+    ``batch_size`` the batches hold the same samples as ``InMemoryLoader``'s.
+
+    Args:
+        x: inputs ``(N, ...)``.
+        y: targets ``(N,)`` or ``(N, K)``, or a dict of tensors indexed along dim 0 (e.g.
+            ``{"labels": (N,), "boxes": (N, 4)}``); None yields ``(x_batch, None)`` (prediction).
+        batch_size, shuffle, drop_last, seed, rank, world_size: as in :class:`InMemoryLoader`
+            (but ``shuffle`` defaults to ``False``).
+
+    Shape:
+        Yields ``x`` ``(B, ...)`` and ``y`` ``(B,)``, ``(B, K)`` or a dict of ``(B, ...)``, on
+        ``x``'s device. ``len(self) = ceil(N / batch_size)`` (one rank, no ``drop_last``).
+
+    Raises:
+        ValueError: ``y`` with another number of samples than ``x`` (and the argument checks of
+            :class:`~cnnkit.data.batching.EpochLoader`).
+        TypeError: ``x`` not a tensor, ``y`` neither a tensor nor a dict of tensors.
+
+    Example:
+        >>> batches = TensorBatches(torch.zeros(10, 1, 8, 8), torch.zeros(10).long(), batch_size=4)
+        >>> len(batches)
+        3
+    """
+
+    def __init__(self, x: torch.Tensor, y: Targets | None, *, batch_size: int,
+                 shuffle: bool = False, drop_last: bool = False, seed: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() == 0:
+            raise TypeError(f"x must be a tensor (N, ...), got {type(x).__name__}")
+        super().__init__(len(x), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                         seed=seed, rank=rank, world_size=world_size, device=x.device)
+        self.x = x
+        self.y = None if y is None else check_targets(y, len(x))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, Targets | None]]:
+        for idx in self._index_batches():
+            yield self.x.index_select(0, idx), (None if self.y is None
+                                                else select_targets(self.y, idx))

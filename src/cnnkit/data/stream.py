@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cnnkit._checks import check_positive_int
+from cnnkit.data.batching import (Augment, ImageLoader, epoch_permutation, move_targets,
+                                  shard_indices)
 from cnnkit.data.dataset import split_indices
 from cnnkit.data.folder import (decode_image, decode_image_into, list_image_folder,
                                  split_folders)
-from cnnkit.data.loader import Augment, EpochLoader, epoch_permutation, shard_indices
 from cnnkit.data.normalization import Normalization
 from cnnkit.errors import DataError
 
@@ -169,7 +169,7 @@ def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)  # decoding is Pillow's work; one torch thread per worker is enough
 
 
-class StreamingLoader(EpochLoader):
+class StreamingLoader(ImageLoader):
     """Iterate ``(x, y)`` batches of an image folder, decoding in ``num_workers`` processes.
 
     Same interface and epoch rules as :class:`~cnnkit.data.loader.InMemoryLoader`
@@ -223,10 +223,9 @@ class StreamingLoader(EpochLoader):
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.batch_size = check_positive_int(batch_size, "batch_size")
-        self.world_size = check_positive_int(world_size, "world_size")
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be an int in [0, world_size={world_size}), got {rank!r}")
+        super().__init__(len(files), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                         seed=seed, rank=rank, world_size=world_size, device=device,
+                         augment=augment, channels_last=channels_last)
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0 (0: decode in this process), got "
                              f"{num_workers!r}; os.cpu_count() is {os.cpu_count()}")
@@ -238,23 +237,13 @@ class StreamingLoader(EpochLoader):
                                         strict=strict)
         self.class_names = list(class_names)
         self.input_shape = (c, h, w)
-        self.normalization = normalization or Normalization.identity(c)
-        if self.normalization.channels != c:
-            raise ValueError(
-                f"normalization has {self.normalization.channels} channel(s) but the images are "
-                f"decoded with {c}; pass channels={self.normalization.channels} or refit it"
-            )
-        self.device = torch.device(device)
-        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
-        self.seed, self.rank = seed, rank
-        self.augment = augment
-        self.channels_last = bool(channels_last)
-        self._size = len(files)
-        self._reset_epochs()
+        self._set_normalization(
+            normalization, c, images="the images are decoded with",
+            fix=f"pass channels={getattr(normalization, 'channels', c)} or refit it")
         self.skipped: list[str] = []
         self._sampler = _EpochBatchSampler(n=len(files), batch_size=batch_size,
                                            num_batches=len(self), shuffle=self.shuffle,
-                                           rank=rank, world_size=self.world_size)
+                                           rank=self.rank, world_size=self.world_size)
         self._num_workers, self._prefetch_factor = num_workers, prefetch_factor
         self._loader = self._make_loader(self._sampler, num_workers, prefetch_factor)
 
@@ -309,7 +298,7 @@ class StreamingLoader(EpochLoader):
     def _make_batch(self, images: torch.Tensor,
                     labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._finish_batch(images.to(self.device, non_blocking=True),
-                                  labels.to(self.device, non_blocking=True))
+                                  move_targets(labels, self.device, non_blocking=True))
 
 
 # Image folders whose decoded uint8 training set would exceed this stream from disk when the

@@ -52,7 +52,7 @@ import torch
 
 from cnnkit.export.errors import ExportError
 from cnnkit.export.onnx import DEFAULT_OPSET, export_onnx, onnx_session, verify_onnx
-from cnnkit.train.run_folder import LoadedModel, tensors_digest
+from cnnkit.run.folder import LoadedModel, tensors_digest
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def _unavailable_reason(loaded: LoadedModel) -> str | None:
     if device.type not in PROVIDERS:
         return f"the model is on {device.type}, which onnxruntime does not run"
     if device.type != "cpu":
-        import onnxruntime
+        import onnxruntime  # optional extra: onnxruntime
 
         if PROVIDERS[device.type] not in onnxruntime.get_available_providers():
             return (f"the model is on {device.type} and onnxruntime has no "

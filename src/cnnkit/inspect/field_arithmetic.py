@@ -43,12 +43,14 @@ Pair = tuple[int, int]
 __all__ = [
     "Field",
     "Pair",
+    "UpWindow",
     "Window",
     "adaptive_window",
     "combine",
     "module_window",
     "sliding_window",
     "spatial",
+    "upsample_window",
 ]
 
 
@@ -85,6 +87,48 @@ class Window:
             jump=tuple(j * s for j, s in zip(field.jump, self.stride)),
             top=tuple(t - p * j for t, p, j in zip(field.top, self.padding, field.jump)),
         )
+
+
+@dataclass(frozen=True)
+class UpWindow:
+    """An upsampling op per axis (transposed conv, Upsample): factor ``s``, ``taps`` inputs.
+
+    Each output unit reads at most ``taps`` neighbouring input units (``ceil(k/s)`` for a
+    transposed conv of kernel ``k``, 1 for nearest, 2 for bilinear), so::
+
+        r_out = r_in + (taps − 1)·j_in      j_out = j_in / s      t_out = t_in − lead·j_in
+
+    with ``lead`` the input units before unit 0's first one (``(k − 1 − p) // s`` for a
+    transposed conv with padding ``p``; 0 for Upsample). A jump that ``s`` does not divide
+    becomes fractional.
+    """
+
+    scale: Pair
+    taps: Pair
+    lead: Pair = (0, 0)
+
+    def apply(self, field: Field) -> Field:
+        return Field(
+            size=tuple(r + (n - 1) * j for r, n, j in zip(field.size, self.taps, field.jump)),
+            jump=tuple(j // s if j % s == 0 else j / s for j, s in zip(field.jump, self.scale)),
+            top=tuple(t - a * j for t, a, j in zip(field.top, self.lead, field.jump)),
+        )
+
+
+def upsample_window(module: nn.Module) -> UpWindow | None:
+    """The UpWindow of a cnnkit ``ConvTranspose``/``Upsample`` (or torch equivalents), else None."""
+    if getattr(module, "transposed", False) and hasattr(module, "kernel_size"):
+        kernel = standardize_tuple(module.kernel_size, 2, "kernel_size")
+        stride = standardize_tuple(module.stride, 2, "stride")
+        padding = standardize_tuple(module.padding, 2, "padding", allow_zero=True)
+        return UpWindow(stride, tuple(-(-k // s) for k, s in zip(kernel, stride)),
+                        tuple(max(0, (k - 1 - p) // s)
+                              for k, p, s in zip(kernel, padding, stride)))
+    factor = getattr(module, "scale_factor", None)
+    if isinstance(factor, (int, float)) and factor == int(factor) and factor >= 1:
+        taps = 2 if getattr(module, "mode", "nearest") == "bilinear" and factor > 1 else 1
+        return UpWindow((int(factor),) * 2, (taps, taps))
+    return None
 
 
 # ----------------------------------------------------------------------------- layer rules
@@ -131,14 +175,17 @@ def adaptive_window(in_shape: Sequence[int], output_size) -> Window:
     return Window(kernel=kernel, stride=stride, padding=(0, 0))
 
 
-def module_window(module: nn.Module, in_shape) -> Window | None:
+def module_window(module: nn.Module, in_shape) -> Window | UpWindow | None:
     """The window op of a conv/pool module, or None for the shape-based generic rule."""
     if len(in_shape) != 3:
         return None
     if hasattr(module, "output_size") and "Adaptive" in type(module).__name__:
         return adaptive_window(in_shape, module.output_size)
+    up = upsample_window(module)
+    if up is not None:
+        return up
     if getattr(module, "transposed", False):
-        return None  # transposed convolutions upsample: left to the generic rule (warned)
+        return None  # other transposed convolutions: left to the generic rule (warned)
     if hasattr(module, "kernel_size") and hasattr(module, "stride"):
         return sliding_window(module.kernel_size, module.stride, getattr(module, "padding", 0),
                               getattr(module, "dilation", 1))

@@ -17,10 +17,11 @@ from cnnkit.layers.norm import BatchNorm
 from cnnkit.layers.pooling import (
     AvgPool, GlobalAvgPool, GlobalMaxPool, L2Pool, MaxPool, SumPool,
 )
+from cnnkit.layers.upsample import ConvTranspose, Upsample
 
 __all__ = [
-    "AvgPool", "BatchNorm", "Conv", "Dense", "Dropout", "Flatten", "GELU", "GlobalAvgPool",
-    "GlobalMaxPool", "L2Pool", "Layer", "LeakyReLU", "MaxPool", "ReLU", "Sigmoid", "Softmax",
-    "SumPool", "Tanh", "WindowLayer", "conv_output_size", "get_activation", "parse_user_shape",
-    "same_padding",
+    "AvgPool", "BatchNorm", "Conv", "ConvTranspose", "Dense", "Dropout", "Flatten", "GELU",
+    "GlobalAvgPool", "GlobalMaxPool", "L2Pool", "Layer", "LeakyReLU", "MaxPool", "ReLU",
+    "Sigmoid", "Softmax", "SumPool", "Tanh", "Upsample", "WindowLayer", "conv_output_size",
+    "get_activation", "parse_user_shape", "same_padding",
 ]

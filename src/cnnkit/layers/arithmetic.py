@@ -141,3 +141,34 @@ def check_axis(label: str, axis: str, w: int, k: int, s: int, pads: tuple[int, i
             f"integer{kernel_note}. Fixes: {fixes}."
         )
     return out
+
+
+def window_output_size(w: int, k: int, s: int = 1, p: int = 0, d: int = 1, *,
+                       ceil_mode: bool = False) -> int:
+    """Output size of a window along one axis as PyTorch computes it, ``ceil_mode`` included.
+
+    Args:
+        w: input size W (pixels).
+        k: window (kernel) size K.
+        s: stride S.
+        p: zero padding P on each side.
+        d: dilation D; the window then spans K_eff = D·(K − 1) + 1 pixels.
+        ceil_mode: round up instead of down (``nn.MaxPool2d(ceil_mode=True)``).
+
+    Shape:
+        O = floor((W − K_eff + 2P) / S) + 1, as :func:`conv_output_size`. With ``ceil_mode``
+        the floor is a ceil, and (PyTorch's rule) a last window that would start in the right
+        padding is dropped: O − 1 is reduced by one when (O − 1)·S >= W + P.
+
+    Example:
+        >>> window_output_size(5, 2, s=2)
+        2
+        >>> window_output_size(5, 2, s=2, ceil_mode=True)
+        3
+    """
+    if not ceil_mode:
+        return conv_output_size(w, k, s, p, d)
+    out = math.ceil((w - effective_kernel(k, d) + 2 * p) / s) + 1
+    if (out - 1) * s >= w + p:
+        out -= 1
+    return out

@@ -10,6 +10,7 @@ from cnnkit.models.registry import (build_architecture, create, describe, list_m
                                     register)
 from cnnkit.models.sequential import Sequential
 from cnnkit.models.spec import SpecError, canonical_spec, parse_spec
+from cnnkit.models import zoo  # noqa: F401  (its modules @register themselves in the registry)
 
 __all__ = [
     "Sequential", "SpecError", "ZooModel", "build_architecture", "canonical_spec", "create",

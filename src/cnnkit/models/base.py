@@ -8,7 +8,10 @@ A zoo model is an ``nn.Module`` that splits its forward pass in two::
 - ``forward_head(x, pre_logits=False)``: pooling + classifier -> logits (N, num_classes), or the
   penultimate vector (N, F) with ``pre_logits=True``.
 - ``features(x)``: that penultimate vector, what transfer learning embeds.
-- ``get_classifier()`` / ``reset_classifier(num_classes)``: the final layer, and a fresh one.
+- ``get_classifier()`` / ``reset_head(num_classes)`` (alias ``reset_classifier``): the final
+  layer, and a fresh one.
+- ``feature_info`` / ``forward_stages(x)``: each stage's name, channels and stride, and their
+  outputs (see ``cnnkit.models.features``), from the main path listed by ``feature_layers()``.
 - ``architecture``: a JSON-able dict that ``cnnkit.models.registry.build_architecture`` rebuilds.
 
 Models forward plain logits (no softmax).
@@ -20,13 +23,14 @@ the method above; reach the sub-module as ``model.trunk``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
 from cnnkit._checks import check_positive_int
-from cnnkit.train.keras_api import KerasModelMixin
+from cnnkit.layers.arithmetic import window_output_size
+from cnnkit.models.features import FeatureInfo, module_stride, stage_indices
 
 _SPATIAL_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 
@@ -46,24 +50,17 @@ def layer_output_size(size: int, layer: nn.Module, dim: int) -> int:
     Shape:
         O = floor((W - D*(K - 1) - 1 + 2P) / S) + 1, i.e. O = (W - K + 2P)/S + 1 for D = 1.
         With ``ceil_mode`` the floor is a ceil, and (PyTorch's rule) a last window that would
-        start in the right padding is dropped.
+        start in the right padding is dropped (the formula lives in
+        :func:`cnnkit.layers.arithmetic.window_output_size`).
 
     Example:
         >>> layer_output_size(32, nn.Conv2d(3, 6, 5), 0)
         28
     """
-    kernel = _pair(layer.kernel_size)[dim]
-    stride = _pair(layer.stride)[dim]
-    padding = _pair(layer.padding)[dim]
-    dilation = _pair(getattr(layer, "dilation", 1))[dim]
-    span = size + 2 * padding - dilation * (kernel - 1) - 1
-    if getattr(layer, "ceil_mode", False):
-        out = math.ceil(span / stride) + 1
-        if (out - 1) * stride >= size + padding:
-            out -= 1
-    else:
-        out = span // stride + 1
-    return out
+    return window_output_size(size, _pair(layer.kernel_size)[dim], _pair(layer.stride)[dim],
+                              _pair(layer.padding)[dim],
+                              _pair(getattr(layer, "dilation", 1))[dim],
+                              ceil_mode=bool(getattr(layer, "ceil_mode", False)))
 
 
 def _describe_layer(layer: nn.Module) -> str:
@@ -163,13 +160,15 @@ def check_input_size(model_name: str, input_size: tuple[int, int],
     )
 
 
-class ZooModel(KerasModelMixin, nn.Module):
+class ZooModel(nn.Module):
     """Base class of the zoo models: shared attributes, ``forward`` and classifier handling.
 
     Subclasses set ``num_classes``, ``in_channels``, ``input_size`` and ``classifier_path`` (the
     dotted name of the final layer, e.g. ``"fc"`` or ``"classifier.6"``), and implement
-    ``forward_features``, ``forward_head`` and ``_make_classifier(num_classes)`` (which builds
-    the initialised final layer, used both at construction and by ``reset_classifier``).
+    ``forward_features``, ``forward_head``, ``feature_layers`` (the main path as (name, layer)
+    pairs, which ``forward_stages`` and ``feature_info`` read) and
+    ``_make_classifier(num_classes)`` (which builds the initialised final layer, used both at
+    construction and by ``reset_head``/``reset_classifier``).
     ``fixed_input_size = True`` marks models whose classifier depends on the input size (LeNet).
     """
 
@@ -196,6 +195,62 @@ class ZooModel(KerasModelMixin, nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(N, C', H', W') features -> (N, num_classes) logits, or (N, F) with ``pre_logits``."""
         raise NotImplementedError
+
+    def feature_layers(self) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+        """(name, layer) pairs whose chain is ``forward_features``, in forward order.
+
+        Each subclass lists its main path here; ``forward_stages`` and ``feature_info`` read it.
+        """
+        raise NotImplementedError
+
+    def _stage_layout(self) -> tuple[list[int], list[str], list[int]]:
+        """Positions in ``feature_layers`` of the stages, their names and cumulative strides."""
+        layers = self.feature_layers()
+        strides = [module_stride(layer) if isinstance(layer, nn.Module) else 1
+                   for _, layer in layers]
+        positions = stage_indices(strides)
+        return (positions, [layers[i][0] for i in positions],
+                [math.prod(strides[:i + 1]) for i in positions])
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(N, C, H, W) images -> the output of every ``feature_info`` stage, in order.
+
+        Explicit code (no hooks), so it works under ``torch.onnx.export`` and ``torch.jit.trace``.
+
+        Shape:
+            (N, C, H, W) -> [(N, channels_i, H_i, W_i)], H_i about H / stride_i; the last one is
+            ``forward_features(x)``.
+        """
+        self._check_input(x)
+        keep = set(self._stage_layout()[0])
+        outputs = []
+        for position, (_, layer) in enumerate(self.feature_layers()):
+            x = layer(x)
+            if position in keep:
+                outputs.append(x)
+        return outputs
+
+    @property
+    def feature_info(self) -> list[FeatureInfo]:
+        """One ``FeatureInfo(name, channels, stride)`` per stage (the last layer at each resolution).
+
+        The channels come from one forward pass of a zero image at ``input_shape`` (eval mode,
+        no gradient; every module's train/eval flag is restored), the strides from the layers.
+        """
+        _, names, strides = self._stage_layout()
+        parameter = next(self.parameters())
+        modes = {module: module.training for module in self.modules()}
+        self.eval()
+        try:
+            with torch.no_grad():
+                stages = self.forward_stages(torch.zeros(1, *self.input_shape,
+                                                         device=parameter.device,
+                                                         dtype=parameter.dtype))
+        finally:
+            for module, training in modes.items():
+                module.training = training
+        return [FeatureInfo(name, stage.shape[1], stride)
+                for name, stage, stride in zip(names, stages, strides)]
 
     def _make_classifier(self, num_classes: int) -> nn.Module:
         raise NotImplementedError
@@ -254,6 +309,14 @@ class ZooModel(KerasModelMixin, nn.Module):
         parent_name, _, child_name = self.classifier_path.rpartition(".")
         self.get_submodule(parent_name).register_module(child_name, head)
         self.num_classes = num_classes
+
+    def reset_head(self, num_classes: int) -> None:
+        """A fresh classifier with ``num_classes`` outputs (``reset_classifier`` is the old name).
+
+        Example:
+            >>> model.reset_head(5)   # doctest: +SKIP
+        """
+        self.reset_classifier(num_classes)
 
     @property
     def architecture(self) -> dict:

@@ -2,7 +2,9 @@
 
 Zoo modules register a builder with ``@register(name, description=..., default_input_size=...)``;
 ``create(name, ...)`` calls it, and the model remembers how it was built (``model.architecture``)
-so that ``build_architecture`` can rebuild it from a JSON file.
+so that ``build_architecture`` can rebuild it from a JSON file. The zoo modules import this one
+to register themselves; ``cnnkit.models`` (always imported first, as the package) imports the
+zoo, so the registry is full before anyone asks it for a name.
 
 Example:
     >>> from cnnkit.models.registry import create, names
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from cnnkit._checks import check_positive_int, standardize_tuple
+from cnnkit.models.sequential import Sequential
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
@@ -35,11 +37,6 @@ class ModelInfo:
     default_input_size: tuple[int, int]
     builder: Callable[..., nn.Module]
     origin: str  # module.function that registered it; re-importing that module is harmless
-
-
-def _load_zoo() -> None:
-    """Import the zoo modules, whose decorators fill the registry (lazily: no import cycle)."""
-    importlib.import_module("cnnkit.models.zoo")
 
 
 def _resolve_input_size(input_size, default: tuple[int, int]) -> tuple[int, int]:
@@ -107,7 +104,6 @@ def register(name: str, *, description: str, default_input_size: int | tuple[int
 
 def names() -> list[str]:
     """The registered model names, sorted."""
-    _load_zoo()
     return sorted(_REGISTRY)
 
 
@@ -117,7 +113,6 @@ def describe(name: str) -> ModelInfo:
     Raises:
         ValueError: unknown name; the message lists the names and suggests the closest one.
     """
-    _load_zoo()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), _REGISTRY, n=1)
         suggestion = f" Did you mean {close[0]!r}?" if close else ""
@@ -185,6 +180,4 @@ def build_architecture(arch: dict) -> nn.Module:
         raise ValueError(f"arch of type {kind!r} lacks the keys {missing!r}: got {arch!r}")
     if kind == "registry":
         return create(arch["name"], **arch["kwargs"])
-    # Sequential reads the stored [C, H, W] input shape back (imported here: no import cycle)
-    sequential = importlib.import_module("cnnkit.models.sequential")
-    return sequential.Sequential.from_architecture(arch)
+    return Sequential.from_architecture(arch)  # reads the stored [C, H, W] input shape back

@@ -2,23 +2,25 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
 
-from cnnkit._checks import format_shape_hwc
+from cnnkit._checks import check_positive_int, format_shape_hwc
 from cnnkit.layers.arithmetic import check_rounding
 from cnnkit.layers.base import Layer, WindowLayer, parse_user_shape
+from cnnkit.layers.dense import Dense
 from cnnkit.layers.keras import Input
+from cnnkit.models.features import FeatureInfo, module_stride, stage_indices
 from cnnkit.models.spec import SpecError, parse_spec
-from cnnkit.train.keras_api import KerasModelMixin
 
 logger = logging.getLogger(__name__)
 
 
-class Sequential(KerasModelMixin, nn.Sequential):
+class Sequential(nn.Sequential):
     """Layers applied one after the other, built as soon as the input shape is known.
 
     Give the input shape once (here, or as the first layer's Keras-style ``input_shape=``) and
@@ -159,6 +161,142 @@ class Sequential(KerasModelMixin, nn.Sequential):
         raise ValueError(f"input of shape {tuple(x.shape)!r} does not match the model's input "
                          f"shape (N, *{expected!r}){where}.{hint}")
 
+    # ------------------------------------------------------------------ model interface
+    def _require_shape(self, what: str) -> tuple[int, ...]:
+        if self._input_shape is None:
+            raise ValueError(f"{what} needs the input shape: give Sequential(..., input_shape=...) "
+                             "or run one batch through the model first")
+        return self._input_shape
+
+    def _spatial_end(self) -> int:
+        """How many leading layers output an image (C, H, W): the layers of ``forward_features``."""
+        self._require_shape("the feature/head split")
+        return max((i + 1 for i, shape in enumerate(self._shapes) if len(shape) == 3), default=0)
+
+    def _stage_layout(self) -> tuple[list[int], list[int]]:
+        """Layer positions of the stages and their cumulative strides (see ``feature_info``)."""
+        strides = [module_stride(layer) for layer in list(self)[:self._spatial_end()]]
+        positions = stage_indices(strides)
+        return positions, [math.prod(strides[:i + 1]) for i in positions]
+
+    @property
+    def feature_info(self) -> list[FeatureInfo]:
+        """One ``FeatureInfo(name, channels, stride)`` per stage, from the known layer shapes.
+
+        A stage is the last layer at each resolution (the one before each layer with a stride
+        above 1) and the last layer with an image output. Empty for a flat (F,) input.
+
+        Example:
+            >>> net = Sequential.from_spec("conv(4,3) relu maxpool(2) conv(8,3) flatten fc(2)",
+            ...                            "16x16x1")
+            >>> [(f.name, f.channels, f.stride) for f in net.feature_info]
+            [('relu1', 4, 1), ('conv2', 8, 2)]
+        """
+        names = [getattr(m, "name", None) or key for key, m in self._modules.items()]
+        positions, strides = self._stage_layout()
+        return [FeatureInfo(names[i], self._shapes[i][0], stride)
+                for i, stride in zip(positions, strides)]
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(N, C, H, W) -> the output of every ``feature_info`` stage, in order (no hooks)."""
+        end = self._spatial_end()
+        self._check_batch(x)
+        keep = set(self._stage_layout()[0])
+        outputs = []
+        for position, layer in enumerate(list(self)[:end]):
+            x = layer(x)
+            if position in keep:
+                outputs.append(x)
+        return outputs
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C', H', W'), the output of the last layer with an image output."""
+        end = self._spatial_end()
+        self._check_batch(x)
+        for layer in list(self)[:end]:
+            x = layer(x)
+        return x
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``forward_features``' output -> (N, num_classes), or the (N, F) classifier input.
+
+        Shape:
+            (N, C', H', W') -> (N, num_classes); with ``pre_logits`` the input of the
+            classifier (the last layer with parameters) flattened to (N, F).
+        """
+        layers = list(self)
+        stop = self._classifier_index() if pre_logits else len(layers)
+        for layer in layers[self._spatial_end():stop]:
+            features = layer(features)
+        return features.flatten(1) if pre_logits else features  # (N, F, ...) -> (N, F*...)
+
+    def _classifier_index(self) -> int:
+        with_params = [i for i, layer in enumerate(self) if any(True for _ in layer.parameters())]
+        if not with_params:
+            raise ValueError("this Sequential has no layer with parameters, so it has no "
+                             "classifier; end it with a Dense/fc layer")
+        return with_params[-1]
+
+    @property
+    def classifier_path(self) -> str:
+        """The name of the classifier: the last layer with parameters (``"7"``)."""
+        return list(self._modules)[self._classifier_index()]
+
+    @property
+    def num_classes(self) -> int | None:
+        """Outputs of the model ((F,) output shape), None while the input shape is unknown."""
+        shape = self.output_shape
+        return shape[0] if shape is not None and len(shape) == 1 else None
+
+    @property
+    def in_channels(self) -> int | None:
+        """C of a (C, H, W) input shape; setting it changes the input shape's channels."""
+        return self._input_shape[0] if self._input_shape is not None else None
+
+    @in_channels.setter
+    def in_channels(self, channels: int) -> None:
+        shape = self._require_shape("setting in_channels")
+        self._input_shape = (check_positive_int(channels, "in_channels"), *shape[1:])
+
+    def get_classifier(self) -> nn.Module:
+        """The classifier layer (see ``classifier_path``)."""
+        return self._modules[self.classifier_path]
+
+    def reset_head(self, num_classes: int) -> None:
+        """Replace the classifier by a fresh ``Dense``/``nn.Linear`` with ``num_classes`` outputs.
+
+        The new layer keeps the old one's input size, activation, bias and name, lands on its
+        device and dtype, and every layer's output shape is recomputed (the spec follows).
+
+        Raises:
+            ValueError: the classifier is not built yet, or is not a Dense/nn.Linear layer.
+
+        Example:
+            >>> net = Sequential.from_spec("conv(4,3) relu flatten fc(10)", "8x8x1")
+            >>> net.reset_head(3); net.output_shape
+            (3,)
+        """
+        check_positive_int(num_classes, "num_classes")
+        path = self.classifier_path
+        old = self._modules[path]
+        if isinstance(old, Dense):
+            if old.in_features is None:
+                raise ValueError(f"{old.label} is not built yet; give the model its input shape "
+                                 "before replacing the classifier")
+            new = Dense(num_classes, activation=old.activation, bias=old.use_bias,
+                        in_features=old.in_features, name=old.name)
+        elif isinstance(old, nn.Linear):
+            new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+        else:
+            raise ValueError(f"the classifier {type(old).__name__} is not a Dense or nn.Linear "
+                             "layer; replace it yourself (model[i] = nn.Linear(...))")
+        reference = next(old.parameters())
+        self.register_module(path, new.to(device=reference.device, dtype=reference.dtype))
+        if self._input_shape is not None:
+            self._set_input_shape(self._input_shape)
+
+    reset_classifier = reset_head
+
     # ------------------------------------------------------------------ architecture strings
     def to_spec(self) -> str:
         """The architecture string that rebuilds this model (``from_spec`` reads it back).
@@ -227,20 +365,3 @@ class Sequential(KerasModelMixin, nn.Sequential):
             channels, height, width = shape
             shape = (height, width, channels)  # (C, H, W) -> H×W×C, the notation from_spec reads
         return cls.from_spec(architecture["spec"], shape)
-
-    def summary(self, input_shape=None, print_fn=print):
-        """Print the layer table (shapes, parameters, MACs, receptive fields), as Keras does.
-
-        Args:
-            input_shape: H×W×C to summarise at; defaults to the model's own input shape.
-            print_fn: where the table goes (Keras' argument); ``None`` prints nothing.
-
-        Returns:
-            The :class:`cnnkit.inspect.summary.ModelSummary` behind the table.
-        """
-        from cnnkit.inspect.summary import summary
-
-        result = summary(self, input_shape=input_shape)
-        if print_fn is not None:
-            print_fn(str(result))
-        return result

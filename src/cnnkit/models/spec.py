@@ -28,6 +28,9 @@ bn (batchnorm)         -                                      momentum=0.1, eps=
 relu, tanh, sigmoid,   -                                      -
 gelu
 leakyrelu              negative_slope=0.01                    -
+upsample (upsampling)  scale_factor=2, mode=nearest|bilinear  -
+convtranspose          filters, kernel_size=2, stride=1       padding=0, output_padding=0,
+(deconv)                                                      bias=true
 softmax                -                                      dim=1
 =====================  =====================================  =====================================
 
@@ -70,6 +73,7 @@ from cnnkit.layers.dense import Dense, Flatten
 from cnnkit.layers.dropout import Dropout
 from cnnkit.layers.norm import BatchNorm
 from cnnkit.layers.pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, L2Pool, MaxPool, SumPool
+from cnnkit.layers.upsample import ConvTranspose, Upsample
 
 
 class SpecError(CnnkitError, ValueError):
@@ -133,6 +137,11 @@ KINDS: dict[str, _Kind] = {
     "sigmoid": _Kind(Sigmoid),
     "gelu": _Kind(GELU),
     "softmax": _Kind(Softmax, (), ("dim",)),
+    "upsample": _Kind(Upsample, ("scale_factor", "mode"), spatial_after=True),
+    "convtranspose": _Kind(ConvTranspose, ("filters", "kernel_size", "stride"),
+                           ("padding", "output_padding", "bias"), ("filters",),
+                           "convtranspose(16,2,2)", {"filters": 32, "kernel_size": 2,
+                                                     "stride": 2}, True),
 }
 ALIASES = {
     "conv2d": "conv", "convolution": "conv", "convolutional": "conv", "pool": "maxpool",
@@ -141,7 +150,11 @@ ALIASES = {
     "globalavgpool": "gap", "globalaveragepool": "gap", "globalaveragepooling": "gap",
     "gmp": "globalmaxpool", "globalmaxpooling": "globalmaxpool", "dense": "fc", "linear": "fc",
     "fullyconnected": "fc", "batchnorm": "bn", "batchnormalization": "bn",
+    "deconv": "convtranspose", "deconvolution": "convtranspose",
+    "transposedconv": "convtranspose", "upsampling": "upsample",
 }
+MAX_SPEC_LENGTH = 10_000
+MAX_NESTING_DEPTH = 16
 _DEFAULT_HIDDEN_UNITS = 128
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STAGE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:[ \t-]+[A-Za-z][A-Za-z0-9_]*)*")
@@ -379,6 +392,24 @@ def _arrow_calls(spec: str) -> list[_Call]:
     return calls
 
 
+def _check_size(spec: str) -> None:
+    """Reject over-long or over-nested strings before the recursive parser sees them."""
+    if len(spec) > MAX_SPEC_LENGTH:
+        raise SpecError(f"architecture string too long ({len(spec)} characters, at most "
+                        f"{MAX_SPEC_LENGTH}); write the model in Python or split it",
+                        spec[:80], 0)
+    depth = 0
+    for position, char in enumerate(spec):
+        if char == "(":
+            depth += 1
+            if depth > MAX_NESTING_DEPTH:
+                raise SpecError(f"parentheses nested too deeply at position {position} (more "
+                                f"than {MAX_NESTING_DEPTH} levels); remove the extra '('",
+                                spec, position)
+        elif char == ")":
+            depth = max(0, depth - 1)
+
+
 def parse_spec(spec: str, *, num_classes: int = 10,
                image_input: bool | None = None) -> list[ParsedLayer]:
     """Parse an architecture string into fresh (unbuilt) layers.
@@ -405,6 +436,7 @@ def parse_spec(spec: str, *, num_classes: int = 10,
     if not spec.strip():
         raise SpecError("empty architecture string; write e.g. 'conv(32,3) relu maxpool(2) "
                         "fc(10)'", spec, 0)
+    _check_size(spec)
     arrow = bool(_ARROW.search(spec))
     calls = _arrow_calls(spec) if arrow else _token_calls(spec)
     kinds = [_kind_name(call, spec) for call in calls]

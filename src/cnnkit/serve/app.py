@@ -41,6 +41,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from cnnkit._checks import check_positive_int, format_shape_hwc
+from cnnkit.export.runtime import CACHE_DIR, check_backend, use_backend
+from cnnkit.export.wrapper import resolve_loaded
+from cnnkit.inspect.summary import summary
 from cnnkit.serve.batching import BatchConfig, BatchTimeout, DynamicBatcher, QueueFull
 from cnnkit.serve.decode import (RequestError, ServeLimits, decode_image_bytes,
                                  decode_json_body)
@@ -127,8 +130,6 @@ class ServeConfig:
                              f"{self.feature_max_wait_ms!r}")
         if not self.read_timeout_s > 0:
             raise ValueError(f"read_timeout_s must be > 0 (seconds), got {self.read_timeout_s!r}")
-        from cnnkit.export.runtime import check_backend
-
         check_backend(self.backend)
 
 
@@ -171,8 +172,6 @@ class ModelService:
             return self.loaded.predict_proba(torch.from_numpy(batch)).numpy()
 
     def _model_info(self) -> dict:
-        from cnnkit.inspect.summary import summary
-
         loaded = self.loaded
         norm = loaded.normalization
         try:
@@ -281,8 +280,6 @@ def create_app(run_or_loaded, config: ServeConfig | None = None) -> FastAPI:
         >>> import uvicorn
         >>> uvicorn.run(create_app("runs/digits"), host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
-    from cnnkit.export.runtime import CACHE_DIR, use_backend
-    from cnnkit.export.wrapper import resolve_loaded
 
     config = config or ServeConfig()
     is_run = isinstance(run_or_loaded, (str, Path))

@@ -1,27 +1,21 @@
-"""Evaluate a trained run on a dataset, and classify image files: ``cnnkit evaluate`` / ``predict``.
+"""Evaluate a trained run on a dataset: ``cnnkit evaluate``.
 
-Both start from :func:`cnnkit.train.run_folder.load_run`, so they use the run's own class names,
-input size and normalisation.
+Starts from :func:`cnnkit.run.load_run`, so it uses the run's own class names, input size and
+normalisation. Classifying image files (``expand_inputs``, ``predict_files``) is in
+:mod:`cnnkit.run.predict`, re-exported here under its old name.
 """
 from __future__ import annotations
 
-import glob
-import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from cnnkit.data.open import open_data
 from cnnkit.errors import DataError
+from cnnkit.run.folder import LoadedModel
+from cnnkit.run.predict import IMAGE_SUFFIXES, expand_inputs, predict_files
 from cnnkit.train.metrics import ClassReport, confusion_matrix, format_confusion
-from cnnkit.train.run_folder import LoadedModel
-
-log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 @dataclass(frozen=True)
@@ -83,8 +77,6 @@ def evaluate_run(loaded: LoadedModel, data: str, *, split: str = "test",
     Raises:
         DataError: the data's classes differ from the run's, or the split does not exist.
     """
-    from cnnkit.data.open import open_data
-
     c, h, w = loaded.input_shape
     splits = open_data(data, data_dir=data_dir, size=(h, w), channels=c,
                        val_split=loaded.config.get("val_split", 0.0),
@@ -102,45 +94,5 @@ def evaluate_run(loaded: LoadedModel, data: str, *, split: str = "test",
                            batch_size=batch_size, tta=tta)
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[Path]:
-    """Image files from file names, folders (searched recursively) and glob patterns, sorted.
-
-    Raises:
-        FileNotFoundError: an input matches no image file.
-    """
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            found = [path]
-        else:
-            found = sorted(Path(p) for p in glob.glob(item, recursive=True)
-                           if Path(p).is_file())
-        if not found:
-            raise FileNotFoundError(f"no image files found for {item!r}; give a file, a folder "
-                                    f"or a glob such as 'photos/*.png'")
-        files.extend(found)
-    return files
-
-
-def predict_files(loaded: LoadedModel, files: Sequence[Path], *, top: int = 3,
-                  batch_size: int = 256, tta: bool = False) -> list[dict[str, Any]]:
-    """Classify image files in batches: ``[{"file", "predictions": [{"class", "probability"}]}]``.
-
-    Raises:
-        DataError: a file that cannot be decoded (the message names it).
-    """
-    from cnnkit.data.folder import decode_image
-
-    c, h, w = loaded.input_shape
-    results = []
-    for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        images = np.stack([decode_image(f, channels=c, size=(h, w)) for f in chunk])  # (B, C, H, W)
-        top_k = loaded.predict_top(torch.from_numpy(images), k=top, tta=tta)
-        for f, preds in zip(chunk, top_k):
-            results.append({"file": str(f), "predictions": [
-                {"class": name, "probability": p} for name, p in preds]})
-    return results
+__all__ = ["IMAGE_SUFFIXES", "EvaluationReport", "evaluate_images", "evaluate_run",
+           "expand_inputs", "predict_files"]

@@ -1,9 +1,19 @@
 """``train(config)``: data → model → Trainer → run folder, the whole of ``cnnkit train``.
 
-Steps: seed everything; open the data (``cnnkit.data.open.open_data``) and fit the
-normalisation on the training images; build the model (a registry name or a spec string);
-write config.json, model.json and summary.txt; train with checkpoints every epoch; evaluate on
-the test split; write weights.safetensors, results.json and curves.png.
+``train`` runs four named steps, each a function of its own so that a new task (boxes, masks)
+can replace one without copying the others:
+
+1. :func:`open_training_data` — open ``config.data``, fit the normalisation on the training
+   images and build the loaders (in memory, or streamed for big image folders); returns a
+   :class:`TrainingData`.
+2. :func:`build_run_model` — the registry model or spec-string ``Sequential`` sized for the
+   data (or ``model_builder``'s), set up from a sample of the data (``prepare_model``).
+3. :func:`fit_model` — the run folder's own callbacks (metrics.jsonl, augmentation epochs,
+   early stopping) and ``Trainer.fit`` with a checkpoint every epoch.
+4. :func:`write_results` — weights.safetensors, the test evaluation, results.json and
+   curves.png.
+
+Before step 3, :func:`write_run_files` writes config.json, model.json and summary.txt.
 ``train(resume="RUN")`` reads RUN/config.json and continues from RUN/checkpoint.
 """
 from __future__ import annotations
@@ -11,7 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +30,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnkit import run as rf
 from cnnkit._checks import format_shape_hwc
+from cnnkit.augment import parse_augment
+from cnnkit.data.loader import InMemoryLoader
+from cnnkit.data.normalization import Normalization
+from cnnkit.data.open import image_folder_root, open_data
+from cnnkit.data.stream import (STREAM_ABOVE_BYTES, StreamingLoader, decoded_bytes,
+                                fit_normalization, folder_file_splits)
 from cnnkit.errors import CheckpointError
+from cnnkit.inspect.summary import summary
+from cnnkit.models import registry
+from cnnkit.models.sequential import Sequential
+from cnnkit.run.atomic import atomic_write_text
 from cnnkit.train import distributed
-from cnnkit.train import run_folder as rf
 from cnnkit.train.callbacks import Callback, EarlyStopping, JSONLinesLogger
-from cnnkit.train.checkpoint import has_checkpoint, load_checkpoint
+from cnnkit.train.checkpoint import Checkpoint, has_checkpoint, load_checkpoint
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.device import resolve_device
+from cnnkit.train.recipes import prepare_model
 from cnnkit.train.trainer import History, Trainer
 
 log = logging.getLogger(__name__)
@@ -57,14 +78,10 @@ def build_model(name_or_spec: str, *, num_classes: int, input_shape: tuple[int, 
     Raises:
         ValueError: neither a registry name nor a valid spec (the spec parser's message).
     """
-    from cnnkit.models import registry
-
     c, h, w = input_shape
     if name_or_spec in registry.names():
         return registry.create(name_or_spec, num_classes=num_classes, in_channels=c,
                                input_size=(h, w))
-    from cnnkit.models.sequential import Sequential
-
     return Sequential.from_spec(name_or_spec, format_shape_hwc(input_shape),
                                 num_classes=num_classes)
 
@@ -77,8 +94,6 @@ class EpochAugment:
     """
 
     def __init__(self, spec: str, *, num_classes: int, seed: int):
-        from cnnkit.augment import parse_augment
-
         self._parse = parse_augment
         self.spec, self.num_classes, self.seed = spec, num_classes, seed
         self.pipeline = parse_augment(spec, num_classes=num_classes, seed=seed)
@@ -115,8 +130,12 @@ def _prepare_out(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
 
 
 @dataclass
-class _TrainingData:
-    """What the training run needs from its data, whether held in memory or streamed."""
+class TrainingData:
+    """What the training run needs from its data, whether held in memory or streamed.
+
+    The result of step 1 (:func:`open_training_data`); a task with other targets (boxes,
+    masks) returns its own loaders in the same fields.
+    """
 
     class_names: list[str]
     input_shape: tuple[int, int, int]
@@ -129,14 +148,22 @@ class _TrainingData:
     streamed: bool
 
 
-def _open_training_data(config: TrainConfig, ctx, device) -> _TrainingData:
-    """Open ``config.data`` and build the loaders: in memory, or streamed for big image folders.
+def open_training_data(config: TrainConfig, ctx: distributed.DistributedContext,
+                       device: torch.device) -> TrainingData:
+    """Step 1: open ``config.data`` and build the loaders (in memory, or streamed from disk).
 
-    Training loaders: rank r takes every world_size-th index of the epoch's permutation,
-    B/world_size per step, so the ranks' batches at step t together are the one-process batch t.
+    Image folders above ``STREAM_ABOVE_BYTES`` decoded (or ``config.stream=True``) are streamed
+    by worker processes; every other source is read into memory. Training loaders: rank r
+    takes every world_size-th index of the epoch's permutation, B/world_size per step, so the
+    ranks' batches at step t together are the one-process batch t.
+
+    Raises:
+        ValueError / DataError: bad ``config.data``, or ``stream=True`` on a non-folder source.
+
+    Example:
+        >>> ctx = distributed.init_from_env()  # doctest: +SKIP
+        >>> data = open_training_data(TrainConfig(), ctx, torch.device("cpu"))  # doctest: +SKIP
     """
-    from cnnkit.data.open import image_folder_root
-
     root = image_folder_root(config.data)
     stream = config.stream
     if stream and root is None:
@@ -144,8 +171,6 @@ def _open_training_data(config: TrainConfig, ctx, device) -> _TrainingData:
                          f"data={config.data!r}; other sources are read into memory (drop "
                          "--stream)")
     if stream is None and root is not None:
-        from cnnkit.data.stream import STREAM_ABOVE_BYTES, decoded_bytes, folder_file_splits
-
         files = folder_file_splits(root).train
         size = None if config.input_size is None else (config.input_size, config.input_size)
         stream = decoded_bytes(files, size=size) > STREAM_ABOVE_BYTES
@@ -153,10 +178,6 @@ def _open_training_data(config: TrainConfig, ctx, device) -> _TrainingData:
     common = {"seed": config.seed, "device": device, "channels_last": config.channels_last}
     if stream:
         return _streamed_data(root, config, ctx, per_rank, common)
-
-    from cnnkit.data.loader import InMemoryLoader
-    from cnnkit.data.normalization import Normalization
-    from cnnkit.data.open import open_data
 
     splits = open_data(config.data, data_dir=config.data_dir, val_split=config.val_split,
                        seed=config.seed, size=config.input_size, download=config.download)
@@ -172,16 +193,14 @@ def _open_training_data(config: TrainConfig, ctx, device) -> _TrainingData:
     train_loader = InMemoryLoader(splits.train, batch_size=per_rank, shuffle=True,
                                   normalization=normalization, rank=ctx.rank,
                                   world_size=ctx.world_size, **common)
-    return _TrainingData(list(splits.train.class_names),
+    return TrainingData(list(splits.train.class_names),
                          tuple(splits.train.images.shape[1:]),  # (N, C, H, W) -> (C, H, W)
                          normalization, splits.train.images[:5000], len(splits.train),
                          train_loader, evaluation(splits.val), evaluation(splits.test), False)
 
 
-def _streamed_data(root, config: TrainConfig, ctx, per_rank: int, common: dict) -> _TrainingData:
+def _streamed_data(root, config: TrainConfig, ctx, per_rank: int, common: dict) -> TrainingData:
     """Loaders that decode ``root``'s files in worker processes every epoch (big folders)."""
-    from cnnkit.data.stream import StreamingLoader, fit_normalization, folder_file_splits
-
     parts = folder_file_splits(root, val_split=config.val_split, seed=config.seed)
     size = config.input_size
     shard = {"rank": ctx.rank, "world_size": ctx.world_size}
@@ -201,9 +220,165 @@ def _streamed_data(root, config: TrainConfig, ctx, per_rank: int, common: dict) 
 
     sample = torch.stack([train_loader.dataset[i][0] for i in range(min(64, len(parts.train)))
                           if train_loader.dataset[i][0] is not None])
-    return _TrainingData(parts.class_names, train_loader.input_shape, normalization, sample,
+    return TrainingData(parts.class_names, train_loader.input_shape, normalization, sample,
                          len(parts.train), train_loader, evaluation(parts.val),
                          evaluation(parts.test), True)
+
+
+def build_run_model(config: TrainConfig, data: TrainingData,
+                    model_builder: Callable[[int, tuple[int, int, int]], nn.Module] | None = None
+                    ) -> nn.Module:
+    """Step 2: the model for ``data`` (``config.model``, or ``model_builder``'s), set up from it.
+
+    Models that set themselves up from data (airbench's frozen patch-whitening conv) do it
+    here, before the optimizer sees which parameters are trainable; a resumed run then
+    overwrites the weights from its checkpoint.
+
+    Args:
+        config: ``config.model`` is a registry name or a spec string.
+        data: step 1's result (classes, input shape, normalisation, a sample of images).
+        model_builder: ``(num_classes, input_shape (C, H, W)) -> model`` instead of
+            ``config.model``.
+
+    Shape:
+        the model maps (N, C, H, W) = (N, *data.input_shape) -> (N, len(data.class_names)).
+
+    Raises:
+        ValueError: ``config.model`` is neither a registry name nor a valid spec.
+
+    Example:
+        >>> model = build_run_model(TrainConfig(model="lenet5"), data)  # doctest: +SKIP
+    """
+    num_classes = len(data.class_names)
+    if model_builder is not None:
+        model = model_builder(num_classes, data.input_shape)
+    else:
+        model = build_model(config.model, num_classes=num_classes, input_shape=data.input_shape)
+    prepare_model(model, data.normalization.apply(data.sample))
+    log.info("data %s: %d train images %s, %d classes%s; model %s", config.data, data.n_train,
+             format_shape_hwc(data.input_shape), num_classes,
+             " (streamed from disk)" if data.streamed else "", config.model)
+    return model
+
+
+def write_summary(run: str | Path, model: nn.Module, input_shape: Sequence[int]) -> None:
+    """Write ``RUN/summary.txt`` with ``cnnkit.inspect.summary`` (skipped if it cannot trace)."""
+    try:
+        text = str(summary(model, format_shape_hwc(tuple(input_shape))))
+    except (ValueError, TypeError, RuntimeError) as exc:
+        log.warning("could not write the model summary: %s", exc)
+        return
+    atomic_write_text(Path(run) / rf.SUMMARY_FILE, text + "\n")
+
+
+def write_curves(run: str | Path) -> Path | None:
+    """Draw ``RUN/curves.png`` from ``metrics.jsonl`` (``cnnkit.viz.curves``; None: no epochs)."""
+    records = rf.read_metrics(run)
+    if not records:
+        return None
+    # import cost: matplotlib takes ~0.5 s to import (bench/RESULTS.md), paid only here
+    from cnnkit.viz.curves import plot_training_curves  # lazy: import cost
+
+    path = Path(run) / rf.CURVES_FILE
+    plot_training_curves(records, path=path)
+    return path
+
+
+def write_run_files(out: Path, config: TrainConfig, model: nn.Module, data: TrainingData) -> None:
+    """Write what a new run folder holds before training: config.json, model.json, summary.txt."""
+    rf.write_json(out / rf.CONFIG_FILE, config.to_dict())
+    rf.write_json(out / rf.MODEL_FILE, rf.model_metadata(model, data.class_names,
+                                                         data.normalization, data.input_shape))
+    write_summary(out, model, data.input_shape)
+
+
+def fit_model(config: TrainConfig, model: nn.Module, data: TrainingData, out: Path, *,
+              ctx: distributed.DistributedContext, resume: bool = False,
+              callbacks: Iterable[Callback] = (), progress: bool | None = None
+              ) -> tuple[Trainer, History]:
+    """Step 3: train ``model`` on ``data`` with the run folder's callbacks and checkpoints.
+
+    The run's own callbacks come first: ``metrics.jsonl`` (rank 0 only), the per-epoch
+    augmentation seed (``config.augment``), early stopping (``config.early_stopping``, on
+    ``val_loss`` when there is a validation split); then ``callbacks``.
+
+    Args:
+        config: the run's settings (epochs, optimizer, ...).
+        model: step 2's model.
+        data: step 1's loaders (``data.train_loader.augment`` is set here).
+        out: the run folder; checkpoints go to ``out/checkpoint``.
+        ctx: the process group (``distributed.init_from_env()``).
+        resume: continue from ``out/checkpoint`` and append to ``metrics.jsonl``.
+        callbacks: extra callbacks.
+        progress: show a progress bar (None: on a terminal only).
+
+    Returns:
+        The :class:`Trainer` (its ``eval_model`` holds the final weights) and its history.
+
+    Raises:
+        TrainingError: NaN/inf loss (the last good checkpoint is kept).
+
+    Example:
+        >>> trainer, history = fit_model(config, model, data, out, ctx=ctx)  # doctest: +SKIP
+    """
+    num_classes = len(data.class_names)
+    own_callbacks: list[Callback] = []
+    if ctx.is_main:
+        own_callbacks.append(JSONLinesLogger(out / rf.METRICS_FILE, append=resume))
+    if config.augment.strip():
+        # Each rank draws its own augmentations (seeds differ by rank).
+        augment = EpochAugment(config.augment, num_classes=num_classes,
+                               seed=config.seed + 1_000_003 * ctx.rank)
+        own_callbacks.append(_SetAugmentEpoch(augment))
+        data.train_loader.augment = augment
+    if config.early_stopping:
+        monitor = "val_loss" if data.val_loader is not None else "loss"
+        own_callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping))
+    trainer = Trainer(model, config, callbacks=[*own_callbacks, *callbacks],
+                      checkpoint_dir=out / rf.CHECKPOINT_DIR, progress=progress,
+                      checkpoint_extra={"data": config.data, "seed": config.seed})
+    history = trainer.fit(data.train_loader, data.val_loader,
+                          resume_from=out / rf.CHECKPOINT_DIR if resume else None)
+    return trainer, history
+
+
+def write_results(out: Path, trainer: Trainer, history: History, data: TrainingData, *,
+                  ctx: distributed.DistributedContext) -> dict[str, Any]:
+    """Step 4: save the final weights, evaluate the test split, write results.json and curves.png.
+
+    Only rank 0 writes files; every rank takes part in the (all-reduced) test evaluation.
+
+    Returns:
+        ``results.json``'s content: epochs, global_step, the last epoch's metrics and, with a
+        test split, ``test_*`` metrics and ``test_confusion_matrix`` (K×K nested lists).
+
+    Example:
+        >>> results = write_results(out, trainer, history, data, ctx=ctx)  # doctest: +SKIP
+    """
+    if ctx.is_main:
+        rf.save_weights(trainer.eval_model, out / rf.WEIGHTS_FILE)
+    results: dict[str, Any] = {"epochs": trainer.epoch, "global_step": trainer.global_step}
+    if history.epoch:
+        results.update({k: v[-1] for k, v in history.history.items()})
+    if data.test_loader is not None:
+        test = trainer.evaluate(data.test_loader, confusion=True)
+        results.update({f"test_{k}": v for k, v in test.items() if k != "confusion_matrix"})
+        results["test_confusion_matrix"] = test["confusion_matrix"].tolist()
+    if ctx.is_main:
+        rf.write_json(out / rf.RESULTS_FILE, results)
+        write_curves(out)
+    return results
+
+
+def _resumed_config(run: Path) -> tuple[TrainConfig, Checkpoint | None]:
+    """The config of the run folder ``run`` and its last checkpoint (None: none written yet)."""
+    if not (run / rf.CONFIG_FILE).is_file():
+        raise CheckpointError(f"cannot resume {str(run)!r}: it has no {rf.CONFIG_FILE} "
+                              "(give the --out folder of an earlier cnnkit train)")
+    config = TrainConfig.from_dict({**rf.read_json(run / rf.CONFIG_FILE), "out": str(run)})
+    if has_checkpoint(run / rf.CHECKPOINT_DIR):
+        return config, load_checkpoint(run / rf.CHECKPOINT_DIR)
+    return config, None
 
 
 def train(config: TrainConfig | None = None, *, resume: str | Path | None = None,
@@ -235,17 +410,12 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         >>> result = train(TrainConfig(epochs=2, out="runs/demo"))  # doctest: +SKIP
         >>> result.results["test_accuracy"]  # doctest: +SKIP
     """
+    checkpoint = None
     if resume is not None:
-        run = Path(resume)
-        if not (run / rf.CONFIG_FILE).is_file():
-            raise CheckpointError(f"cannot resume {str(run)!r}: it has no {rf.CONFIG_FILE} "
-                                  "(give the --out folder of an earlier cnnkit train)")
-        config = TrainConfig.from_dict({**rf.read_json(run / rf.CONFIG_FILE), "out": str(run)})
-        if has_checkpoint(run / rf.CHECKPOINT_DIR):
-            checkpoint = load_checkpoint(run / rf.CHECKPOINT_DIR)
-        else:  # stopped during its first epoch: nothing to lose, start the same run again
+        config, checkpoint = _resumed_config(Path(resume))
+        if checkpoint is None:  # stopped during its first epoch: nothing to lose, start again
             log.warning("%s has no checkpoint yet (the run stopped before its first one was "
-                        "written): starting it again from epoch 1", run)
+                        "written): starting it again from epoch 1", resume)
             resume, overwrite = None, True
     config = config or TrainConfig()
     # Under torchrun: join the process group; rank 0 alone writes files (distributed.py).
@@ -254,65 +424,17 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     seed_everything(config.seed)
 
-    trainer_device = distributed.local_device(resolve_device(config.device), ctx)
-    data = _open_training_data(config, ctx, trainer_device)
-    class_names, input_shape, normalization = data.class_names, data.input_shape, data.normalization
-    if model_builder is not None:
-        model = model_builder(len(class_names), input_shape)
-    else:
-        model = build_model(config.model, num_classes=len(class_names), input_shape=input_shape)
-    # Models that set themselves up from data (airbench's frozen patch-whitening conv) do it
-    # here, before the optimizer sees which parameters are trainable; resume then overwrites
-    # the weights from the checkpoint.
-    from cnnkit.train.recipes import prepare_model
-
-    prepare_model(model, normalization.apply(data.sample))
-    log.info("data %s: %d train images %s, %d classes%s; model %s", config.data, data.n_train,
-             format_shape_hwc(input_shape), len(class_names),
-             " (streamed from disk)" if data.streamed else "", config.model)
-
+    data = open_training_data(config, ctx, distributed.local_device(resolve_device(config.device),
+                                                                    ctx))
+    model = build_run_model(config, data, model_builder)
     if resume is None:
         config = config.replace(out=str(out))
-    if ctx.is_main and resume is None:
-        rf.write_json(out / rf.CONFIG_FILE, config.to_dict())
-        rf.write_json(out / rf.MODEL_FILE, rf.model_metadata(model, class_names, normalization,
-                                                             input_shape))
-        rf.write_summary(out, model, input_shape)
+        if ctx.is_main:
+            write_run_files(out, config, model, data)
     elif ctx.is_main:
         rf.truncate_metrics(out, checkpoint.epoch)
-
-    own_callbacks: list[Callback] = []
-    if ctx.is_main:
-        own_callbacks.append(JSONLinesLogger(out / rf.METRICS_FILE, append=resume is not None))
-    if config.augment.strip():
-        # Each rank draws its own augmentations (seeds differ by rank).
-        augment = EpochAugment(config.augment, num_classes=len(class_names),
-                               seed=config.seed + 1_000_003 * ctx.rank)
-        own_callbacks.append(_SetAugmentEpoch(augment))
-        data.train_loader.augment = augment
-    if config.early_stopping:
-        monitor = "val_loss" if data.val_loader is not None else "loss"
-        own_callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping))
-
-    train_loader, val_loader = data.train_loader, data.val_loader
-    trainer = Trainer(model, config, callbacks=[*own_callbacks, *callbacks],
-                      checkpoint_dir=out / rf.CHECKPOINT_DIR, progress=progress,
-                      checkpoint_extra={"data": config.data, "seed": config.seed})
-    history = trainer.fit(train_loader, val_loader,
-                          resume_from=out / rf.CHECKPOINT_DIR if resume is not None else None)
-
-    final = trainer.eval_model
-    if ctx.is_main:
-        rf.save_weights(final, out / rf.WEIGHTS_FILE)
-    results: dict[str, Any] = {"epochs": trainer.epoch, "global_step": trainer.global_step}
-    if history.epoch:
-        results.update({k: v[-1] for k, v in history.history.items()})
-    if data.test_loader is not None:
-        test = trainer.evaluate(data.test_loader, confusion=True)
-        results.update({f"test_{k}": v for k, v in test.items() if k != "confusion_matrix"})
-        results["test_confusion_matrix"] = test["confusion_matrix"].tolist()
-    if ctx.is_main:
-        rf.write_json(out / rf.RESULTS_FILE, results)
-        rf.write_curves(out)
+    trainer, history = fit_model(config, model, data, out, ctx=ctx, resume=resume is not None,
+                                 callbacks=callbacks, progress=progress)
+    results = write_results(out, trainer, history, data, ctx=ctx)
     distributed.barrier()  # no rank leaves the group while rank 0 still writes
-    return RunResult(out, final, history, results, class_names)
+    return RunResult(out, trainer.eval_model, history, results, data.class_names)

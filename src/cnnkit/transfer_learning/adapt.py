@@ -33,8 +33,6 @@ from torch import nn
 
 from cnnkit._checks import check_positive_int
 from cnnkit.layers.conv import Conv
-from cnnkit.models.base import ZooModel
-from cnnkit.models.sequential import Sequential
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +112,7 @@ def adapt_input_channels(model: nn.Module, in_channels: int) -> nn.Module:
     conv.in_channels = in_channels
     if isinstance(conv, Conv) and conv.input_shape is not None:
         conv.input_shape = (in_channels, *conv.input_shape[1:])
-    if isinstance(model, ZooModel):
+    if getattr(model, "input_shape", None) is not None:  # a cnnkit model: keep its record true
         model.in_channels = in_channels
-    if isinstance(model, Sequential) and model.input_shape is not None:
-        model._input_shape = (in_channels, *model.input_shape[1:])
     log.info("adapted %r from %d to %d input channels", name, old_channels, in_channels)
     return conv

@@ -1,7 +1,8 @@
 """Feature extraction: the penultimate-layer vector of every image, for any other classifier.
 
-For zoo models this is ``model.features(x)`` (the pooled vector before the classifier). For a
-``cnnkit.Sequential`` or any other module it is the input of the classifier layer (see
+For every cnnkit model (zoo or ``Sequential``) this is
+``model.forward_head(model.forward_features(x), pre_logits=True)``, the vector that enters the
+classifier. For any other module it is the input of its last ``nn.Linear`` (see
 :func:`~cnnkit.transfer_learning.head.head_path`), captured with a forward hook.
 
 Example:
@@ -20,7 +21,6 @@ import torch
 from torch import nn
 
 from cnnkit._checks import check_positive_int
-from cnnkit.models.base import ZooModel
 from cnnkit.transfer_learning.head import head_path
 
 
@@ -34,8 +34,8 @@ def penultimate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         >>> penultimate(create("resnet18", input_size=32), torch.zeros(2, 3, 32, 32)).shape  # doctest: +SKIP
         torch.Size([2, 512])
     """
-    if isinstance(model, ZooModel):
-        return model.features(x)
+    if hasattr(model, "forward_head"):  # every cnnkit model (see cnnkit.models.features)
+        return model.forward_head(model.forward_features(x), pre_logits=True)
     captured: list[torch.Tensor] = []
     head = model.get_submodule(head_path(model))
     handle = head.register_forward_pre_hook(lambda module, args: captured.append(args[0]))

@@ -18,7 +18,6 @@ from pathlib import Path
 from torch import nn
 
 from cnnkit._checks import format_shape_hwc
-from cnnkit.models.base import ZooModel
 from cnnkit.transfer_learning.adapt import adapt_input_channels, first_conv
 from cnnkit.transfer_learning.freeze import freeze as freeze_layers
 from cnnkit.transfer_learning.head import replace_head
@@ -140,6 +139,4 @@ def transfer(model: nn.Module, num_classes: int, *, weights=None, in_channels: i
     shape = getattr(model, "input_shape", None)
     log.info("transfer: %s -> %d classes%s", type(model).__name__, num_classes,
              f" for {format_shape_hwc(shape)} images" if shape and len(shape) == 3 else "")
-    if isinstance(model, ZooModel):
-        model.num_classes = num_classes
     return model

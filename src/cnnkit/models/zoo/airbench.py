@@ -117,6 +117,11 @@ class AirbenchNet(ZooModel):
         self.whiten.weight.copy_(weight)
         self.whiten.bias.zero_()
 
+    def feature_layers(self):
+        """Whitening conv, GELU, then three conv groups that each halve the size."""
+        return [(name, getattr(self, name)) for name in
+                ("whiten", "act", "block1", "block2", "block3")]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.whiten(x))
         return self.block3(self.block2(self.block1(x)))

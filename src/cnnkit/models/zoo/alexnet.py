@@ -106,6 +106,10 @@ class AlexNet(ZooModel):
     def _make_classifier(self, num_classes: int) -> nn.Linear:
         return nn.Linear(self.classifier_width, num_classes)
 
+    def feature_layers(self):
+        """The ``features`` trunk, layer by layer: a stage before each max pool."""
+        return [(f"features.{name}", layer) for name, layer in self.trunk.named_children()]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
 

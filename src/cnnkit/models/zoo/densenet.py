@@ -193,6 +193,11 @@ class DenseNet(ZooModel):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    def feature_layers(self):
+        """The ``features`` trunk (stem, dense blocks, transitions, norm5), then the final ReLU."""
+        return [*((f"features.{name}", layer) for name, layer in self.trunk.named_children()),
+                ("relu", F.relu)]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.trunk(x))
 

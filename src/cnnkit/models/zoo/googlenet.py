@@ -168,6 +168,13 @@ class GoogLeNet(ZooModel):
         x = self.maxpool4(self.inception4e(x))
         return self.inception5b(self.inception5a(x)), aux1, aux2
 
+    def feature_layers(self):
+        """The main path of ``_run`` without the auxiliary classifiers."""
+        return [(name, getattr(self, name)) for name in (
+            "conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b",
+            "maxpool3", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e",
+            "maxpool4", "inception5a", "inception5b")]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, with_aux=False)[0]
 

@@ -53,6 +53,11 @@ class KerasMnistCNN(ZooModel):
     def _make_classifier(self, num_classes: int) -> nn.Linear:
         return nn.Linear(128, num_classes)
 
+    def feature_layers(self):
+        """conv1 relu conv2 relu pool: stages relu2 (stride 1) and pool (2)."""
+        return [("conv1", self.conv1), ("relu1", torch.relu), ("conv2", self.conv2),
+                ("relu2", torch.relu), ("pool", self.pool)]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
         return self.pool(x)

@@ -76,6 +76,11 @@ class LeNet5(ZooModel):
     def _make_classifier(self, num_classes: int) -> nn.Linear:
         return nn.Linear(84, num_classes)
 
+    def feature_layers(self):
+        """conv1 act1 pool1 conv2 act2 pool2: stages act1 (stride 1), act2 (2), pool2 (4)."""
+        return [(name, getattr(self, name)) for name in
+                ("conv1", "act1", "pool1", "conv2", "act2", "pool2")]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.act1(self.conv1(x)))
         return self.pool2(self.act2(self.conv2(x)))

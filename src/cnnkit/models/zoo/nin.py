@@ -125,6 +125,10 @@ class NiN(ZooModel):
             return mlpconv(384, num_classes, kernel_size=3, stride=1, padding=1)
         return mlpconv(192, (192, 192, num_classes), kernel_size=3, stride=1, padding=1)
 
+    def feature_layers(self):
+        """The mlpconv blocks and pools of ``blocks``."""
+        return [(f"blocks.{name}", layer) for name, layer in self.blocks.named_children()]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)
 

@@ -155,6 +155,11 @@ class ResNet(ZooModel):
                 elif isinstance(module, BasicBlock):
                     nn.init.zeros_(module.bn2.weight)
 
+    def feature_layers(self):
+        """Stem then layer1..layer4; each of layer2..layer4 halves the size."""
+        return [(name, getattr(self, name)) for name in
+                ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))

@@ -106,6 +106,10 @@ class VGG(ZooModel):
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
 
+    def feature_layers(self):
+        """The ``features`` trunk, layer by layer: a stage before each max pool."""
+        return [(f"features.{name}", layer) for name, layer in self.trunk.named_children()]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
 

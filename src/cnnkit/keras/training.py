@@ -1,5 +1,11 @@
 """Keras' ``compile`` / ``fit`` / ``evaluate`` / ``predict`` for any ``nn.Module`` (a mixin).
 
+It lives with :mod:`cnnkit.keras` (which may use :mod:`cnnkit.train`) so that the models
+themselves never import the training code: ``cnnkit.Sequential`` (=
+``cnnkit.keras.models.Sequential``) inherits it; any other module gets it by subclassing,
+``class Net(KerasModelMixin, ZooModel)`` (mixin first), or trains with
+:class:`cnnkit.train.Trainer` / ``TrainConfig`` directly.
+
 A Keras MNIST tutorial runs unchanged::
 
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
@@ -23,13 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnkit.run.outputs import predict_proba
 from cnnkit.train.batches import TensorBatches
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.device import use_fused_optimizer
 from cnnkit.train.losses import get_loss
 from cnnkit.train.optimizers import build_optimizer
-from cnnkit.train.outputs import predict_proba
 from cnnkit.train.trainer import History, Trainer
 
 log = logging.getLogger(__name__)

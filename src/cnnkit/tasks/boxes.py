@@ -1,0 +1,245 @@
+"""Box operations on ``(x_min, y_min, x_max, y_max)`` pixel boxes ("xyxy", max exclusive).
+
+A box covering column 0 only has ``x_min=0, x_max=1``, so its width is simply
+``x_max - x_min`` (no ``+ 1`` as in some VOC code). All functions are differentiable torch
+ops and work on any device and floating dtype.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from cnnkit._checks import standardize_tuple
+
+__all__ = [
+    "box_area",
+    "box_iou",
+    "generalized_box_iou",
+    "elementwise_generalized_box_iou",
+    "xyxy_to_cxcywh",
+    "cxcywh_to_xyxy",
+    "clip_boxes",
+]
+
+_EPS = 1e-7
+
+
+def _check_boxes(boxes, name: str) -> Tensor:
+    """Return ``boxes`` if it is a floating or integer tensor of shape (..., 4), else raise."""
+    if not isinstance(boxes, Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor of shape (N, 4), got {type(boxes).__name__}"
+        )
+    if boxes.ndim < 1 or boxes.shape[-1] != 4:
+        raise ValueError(
+            f"{name} must have shape (..., 4) as (x_min, y_min, x_max, y_max), "
+            f"got shape {tuple(boxes.shape)!r}"
+        )
+    return boxes
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Area of each box: ``(x_max - x_min) * (y_max - y_min)``, 0 for empty or inverted boxes.
+
+    Args:
+        boxes: xyxy boxes in pixels.
+
+    Shape:
+        boxes ``(..., 4)`` -> area ``(...)``.
+
+    Raises:
+        TypeError: ``boxes`` is not a tensor.
+        ValueError: its last dimension is not 4.
+
+    Example:
+        >>> box_area(torch.tensor([[0.0, 0.0, 2.0, 3.0]]))
+        tensor([6.])
+    """
+    _check_boxes(boxes, "boxes")
+    w = (boxes[..., 2] - boxes[..., 0]).clamp(min=0)
+    h = (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
+    return w * h
+
+
+def _inter_union(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Pairwise intersection and union areas of ``a (N, 4)`` and ``b (M, 4)``, each (N, M)."""
+    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
+    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])  # (N, M, 2)
+    wh = (bottom_right - top_left).clamp(min=0)  # (N, M, 2)
+    inter = wh[..., 0] * wh[..., 1]
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    return inter, union
+
+
+def _check_pair(a, b) -> None:
+    _check_boxes(a, "boxes1")
+    _check_boxes(b, "boxes2")
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(
+            f"boxes1 and boxes2 must be 2-D (N, 4) and (M, 4), got shapes "
+            f"{tuple(a.shape)!r} and {tuple(b.shape)!r}"
+        )
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Pairwise intersection over union: ``|A ∩ B| / |A ∪ B|`` (0 where the union is empty).
+
+    Args:
+        boxes1: xyxy boxes.
+        boxes2: xyxy boxes.
+
+    Shape:
+        boxes1 ``(N, 4)``, boxes2 ``(M, 4)`` -> IoU ``(N, M)``, values in [0, 1].
+
+    Raises:
+        TypeError: an argument is not a tensor.
+        ValueError: an argument is not of shape (K, 4).
+
+    Example:
+        >>> box_iou(torch.tensor([[0.0, 0, 2, 2]]), torch.tensor([[1.0, 0, 3, 2]]))
+        tensor([[0.3333]])
+    """
+    _check_pair(boxes1, boxes2)
+    inter, union = _inter_union(boxes1, boxes2)
+    return inter / union.clamp(min=_EPS)
+
+
+def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Pairwise generalized IoU (Rezatofighi et al., 2019): ``IoU - (|C| - |A ∪ B|) / |C|``.
+
+    ``C`` is the smallest box enclosing both ``A`` and ``B``. GIoU is in (-1, 1]: 1 for equal
+    boxes, towards -1 for small boxes far apart, and it still has a gradient when they do not
+    overlap.
+
+    Args:
+        boxes1: xyxy boxes.
+        boxes2: xyxy boxes.
+
+    Shape:
+        boxes1 ``(N, 4)``, boxes2 ``(M, 4)`` -> GIoU ``(N, M)``.
+
+    Raises:
+        TypeError: an argument is not a tensor.
+        ValueError: an argument is not of shape (K, 4).
+
+    Example:
+        >>> generalized_box_iou(torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([[2.0, 0, 3, 1]]))
+        tensor([[-0.3333]])
+    """
+    _check_pair(boxes1, boxes2)
+    inter, union = _inter_union(boxes1, boxes2)
+    iou = inter / union.clamp(min=_EPS)
+    top_left = torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
+    bottom_right = torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (N, M, 2)
+    wh = (bottom_right - top_left).clamp(min=0)  # (N, M, 2)
+    enclosing = wh[..., 0] * wh[..., 1]
+    return iou - (enclosing - union) / enclosing.clamp(min=_EPS)
+
+
+def elementwise_generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Generalized IoU of matching pairs, ``boxes1[i]`` with ``boxes2[i]``.
+
+    The formula is that of :func:`generalized_box_iou`.
+
+    Args:
+        boxes1: xyxy boxes.
+        boxes2: xyxy boxes, same shape as ``boxes1``.
+
+    Shape:
+        boxes1 ``(..., 4)``, boxes2 ``(..., 4)`` -> GIoU ``(...)``.
+
+    Raises:
+        TypeError: an argument is not a tensor.
+        ValueError: the shapes differ or the last dimension is not 4.
+
+    Example:
+        >>> a = torch.tensor([[0.0, 0, 2, 2], [0.0, 0, 1, 1]])
+        >>> elementwise_generalized_box_iou(a, a)
+        tensor([1., 1.])
+    """
+    _check_boxes(boxes1, "boxes1")
+    _check_boxes(boxes2, "boxes2")
+    if boxes1.shape != boxes2.shape:
+        raise ValueError(
+            f"boxes1 and boxes2 must have the same shape for an elementwise GIoU, got "
+            f"{tuple(boxes1.shape)!r} and {tuple(boxes2.shape)!r}; "
+            "use generalized_box_iou for all pairs"
+        )
+    top_left = torch.maximum(boxes1[..., :2], boxes2[..., :2])  # (..., 2)
+    bottom_right = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])  # (..., 2)
+    wh = (bottom_right - top_left).clamp(min=0)  # (..., 2)
+    inter = wh[..., 0] * wh[..., 1]
+    union = box_area(boxes1) + box_area(boxes2) - inter
+    iou = inter / union.clamp(min=_EPS)
+    top_left = torch.minimum(boxes1[..., :2], boxes2[..., :2])  # (..., 2)
+    bottom_right = torch.maximum(boxes1[..., 2:], boxes2[..., 2:])  # (..., 2)
+    wh = (bottom_right - top_left).clamp(min=0)  # (..., 2)
+    enclosing = wh[..., 0] * wh[..., 1]
+    return iou - (enclosing - union) / enclosing.clamp(min=_EPS)
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """Convert ``(x_min, y_min, x_max, y_max)`` to ``(cx, cy, w, h)``.
+
+    ``cx = (x_min + x_max) / 2``, ``w = x_max - x_min`` (likewise for y).
+
+    Shape:
+        ``(..., 4)`` -> ``(..., 4)``.
+
+    Raises:
+        TypeError / ValueError: as :func:`box_area`.
+
+    Example:
+        >>> xyxy_to_cxcywh(torch.tensor([[0.0, 0.0, 4.0, 2.0]]))
+        tensor([[2., 1., 4., 2.]])
+    """
+    _check_boxes(boxes, "boxes")
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dim=-1)
+
+
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """Convert ``(cx, cy, w, h)`` to ``(x_min, y_min, x_max, y_max)``.
+
+    The inverse of :func:`xyxy_to_cxcywh`.
+
+    Shape:
+        ``(..., 4)`` -> ``(..., 4)``.
+
+    Raises:
+        TypeError / ValueError: as :func:`box_area`.
+
+    Example:
+        >>> cxcywh_to_xyxy(torch.tensor([[2.0, 1.0, 4.0, 2.0]]))
+        tensor([[0., 0., 4., 2.]])
+    """
+    _check_boxes(boxes, "boxes")
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def clip_boxes(boxes: Tensor, size) -> Tensor:
+    """Clip boxes to an image of ``size = (H, W)``: x into [0, W], y into [0, H].
+
+    Because max is exclusive, a box may reach ``x_max = W`` (the last column is ``W - 1``).
+
+    Args:
+        boxes: xyxy boxes in pixels.
+        size: ``(H, W)`` of the image, positive ints (one int means a square image).
+
+    Shape:
+        ``(..., 4)`` -> ``(..., 4)``.
+
+    Raises:
+        TypeError: ``boxes`` is not a tensor, or ``size`` is not an int or a pair of ints.
+        ValueError: the last dimension is not 4, or ``size`` has a value below 1.
+
+    Example:
+        >>> clip_boxes(torch.tensor([[-2.0, 1.0, 9.0, 5.0]]), (4, 8))
+        tensor([[0., 1., 8., 4.]])
+    """
+    _check_boxes(boxes, "boxes")
+    height, width = standardize_tuple(size, 2, "size")
+    x = boxes[..., 0::2].clamp(0, width)  # (..., 2): x_min, x_max
+    y = boxes[..., 1::2].clamp(0, height)  # (..., 2): y_min, y_max
+    return torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], dim=-1)

@@ -1,0 +1,75 @@
+"""Class-aware NMS: hand cases, and the vectorised version against the plain-Python reference."""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnkit.tasks.nms import batched_nms, nms_reference
+
+
+def test_overlapping_box_of_the_same_class_is_suppressed():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1.0, 1, 10, 10], [20.0, 20, 30, 30]])
+    scores = torch.tensor([0.8, 0.9, 0.7])
+    # IoU(box0, box1) = 81/100 > 0.5: box1 has the higher score, so box0 goes.
+    kept = batched_nms(boxes, scores, torch.zeros(3, dtype=torch.long), 0.5)
+    assert kept.tolist() == [1, 2]
+    assert kept.dtype == torch.long
+
+
+def test_different_classes_do_not_suppress_each_other():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10]])
+    kept = batched_nms(boxes, torch.tensor([0.5, 0.9]), torch.tensor([3, 1]), 0.5)
+    assert kept.tolist() == [1, 0]
+
+
+def test_threshold_is_strict_and_suppression_is_greedy():
+    # A chain: b overlaps a and c; a and c only touch (IoU 0).
+    boxes = torch.tensor([[0.0, 0, 10, 10], [5.0, 0, 15, 10], [10.0, 0, 20, 10]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    classes = torch.zeros(3, dtype=torch.long)
+    # IoU(a, b) = 50 / 150 = 1/3: at threshold 0.3 b is dropped, and c (which only b touched) stays.
+    assert batched_nms(boxes, scores, classes, 0.3).tolist() == [0, 2]
+    # A threshold just above 1/3 keeps everything.
+    assert batched_nms(boxes, scores, classes, 0.34).tolist() == [0, 1, 2]
+    # Identical boxes have IoU 1, which is not > 1: threshold 1 keeps both.
+    same = torch.tensor([[0.0, 0, 4, 4], [0.0, 0, 4, 4]])
+    kept = batched_nms(same, torch.tensor([0.2, 0.1]), torch.zeros(2, dtype=torch.long), 1.0)
+    assert kept.tolist() == [0, 1]
+
+
+def test_empty_input():
+    kept = batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5)
+    assert kept.shape == (0,)
+
+
+def test_bad_inputs_raise_naming_the_argument():
+    boxes = torch.zeros(2, 4)
+    with pytest.raises(ValueError, match="scores must have shape"):
+        batched_nms(boxes, torch.zeros(3), torch.zeros(2, dtype=torch.long), 0.5)
+    with pytest.raises(ValueError, match="iou_threshold"):
+        batched_nms(boxes, torch.zeros(2), torch.zeros(2, dtype=torch.long), 1.5)
+    with pytest.raises(ValueError, match=r"boxes must have shape \(K, 4\)"):
+        batched_nms(torch.zeros(2, 3), torch.zeros(2), torch.zeros(2, dtype=torch.long), 0.5)
+
+
+_box = st.tuples(
+    st.integers(0, 30), st.integers(0, 30), st.integers(1, 15), st.integers(1, 15)
+).map(lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.lists(st.tuples(_box, st.integers(0, 20), st.integers(0, 2)), min_size=0, max_size=25),
+    threshold=st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.7, 1.0]),
+)
+def test_batched_nms_matches_the_reference(data, threshold):
+    boxes = [d[0] for d in data]
+    scores = [d[1] / 20 for d in data]  # few distinct values, so ties are common
+    classes = [d[2] for d in data]
+    kept = batched_nms(
+        torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4),  # (K, 4), also when K = 0
+        torch.tensor(scores, dtype=torch.float64),
+        torch.tensor(classes, dtype=torch.long),
+        threshold,
+    )
+    assert kept.tolist() == nms_reference(boxes, scores, classes, threshold)
