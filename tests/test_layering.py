@@ -37,37 +37,7 @@ LAZY_MARKER = re.compile(r"#.*\b(optional extra|import cost):")
 # change did not own (issue 14):
 # (importing module, imported module). Remove an entry when its import moves to the top of its
 # module or gets its marker; never add one.
-KNOWN_UNMARKED = {
-    ("cnnkit.augment", "cnnkit.augment.preview"),
-    ("cnnkit.data.builtin", "sklearn.datasets"),
-    ("cnnkit.data.scenes", "cnnkit.data.named"),
-    ("cnnkit.data.scenes", "sklearn.datasets"),
-    ("cnnkit.export.onnx", "onnx"),
-    ("cnnkit.export.onnx", "onnxruntime"),
-    ("cnnkit.tasks.coco_eval", "pycocotools.coco"),
-    ("cnnkit.tasks.coco_eval", "pycocotools.cocoeval"),
-    ("cnnkit.tasks.build", "cnnkit.models"),
-    ("cnnkit.tasks.detect", "cnnkit.tasks.nms"),
-    ("cnnkit.tasks.segment", "cnnkit.tasks.losses"),
-    ("cnnkit.train.callbacks", "cnnkit.train.run_folder"),
-    ("cnnkit.train.config", "cnnkit.train.atomic"),
-    ("cnnkit.train.distributed", "cnnkit.data.dataset"),
-    ("cnnkit.train.config", "yaml"),
-    ("cnnkit.train.lr_finder", "cnnkit.train.optimizers"),
-    ("cnnkit.train.progress", "tqdm.auto"),
-    ("cnnkit.transfer_learning.finetune", "cnnkit.models.registry"),
-    ("cnnkit.transfer_learning.finetune", "cnnkit.models.sequential"),
-    ("cnnkit.transfer_learning.finetune", "cnnkit.train.atomic"),
-    ("cnnkit.transfer_learning.finetune", "cnnkit.train.checkpoint"),
-    ("cnnkit.transfer_learning.finetune", "cnnkit.train.config"),
-    ("cnnkit.transfer_learning.finetune", "cnnkit.train.distributed"),
-    ("cnnkit.transfer_learning.finetune", "cnnkit.train.pipeline"),
-    ("cnnkit.transfer_learning.finetune", "cnnkit.train.run_folder"),
-    ("cnnkit.transfer_learning.finetune", "cnnkit.transfer_learning.transfer"),
-    ("cnnkit.transfer_learning.transfer", "cnnkit.train.pipeline"),
-    ("cnnkit.transfer_learning.transfer", "cnnkit.train.run_folder"),
-    ("cnnkit.transfer_learning.weights", "cnnkit.train.run_folder"),
-}
+KNOWN_UNMARKED: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

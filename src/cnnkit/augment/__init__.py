@@ -33,6 +33,6 @@ __all__ = [
 def __getattr__(name: str):
     # augment_grid imports matplotlib, which training does not need: load it on first use.
     if name == "augment_grid":
-        from cnnkit.augment.preview import augment_grid
+        from cnnkit.augment.preview import augment_grid  # import cost: matplotlib, only for preview pictures
         return augment_grid
     raise AttributeError(f"module 'cnnkit.augment' has no attribute {name!r}")

@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
-    from cnnkit.train.evaluation import evaluate_run
+    from cnnkit.run.evaluate import evaluate_run
     from cnnkit.run.folder import load_run
 
     loaded = load_run(args.run)

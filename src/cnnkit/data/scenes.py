@@ -315,7 +315,7 @@ def _mnist(split: str, data_dir: str | None, env: str | None) -> tuple[torch.Ten
 @functools.lru_cache(maxsize=4)
 def _builtin(split: str) -> tuple[torch.Tensor, np.ndarray]:
     """scikit-learn's 8×8 digits, partitioned 60/20/20 by position (fixed, disjoint)."""
-    from sklearn.datasets import load_digits  # slow to import; only when used
+    from sklearn.datasets import load_digits  # import cost: scikit-learn (~1 s)
 
     digits = load_digits()
     pixels = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)

@@ -68,7 +68,7 @@ def export_onnx(run_or_loaded, path, *, fold_normalization: bool = True,
         >>> export_onnx("runs/digits", "digits.onnx")  # doctest: +SKIP
         PosixPath('digits.onnx')
     """
-    import onnx
+    import onnx  # optional extra: onnx
 
     registry_logger = logging.getLogger(_EXPORTER_REGISTRY_LOGGER)
     if not any(isinstance(f, _NoTorchvisionNotice) for f in registry_logger.filters):
@@ -115,7 +115,7 @@ def read_onnx_metadata(path) -> dict:
     Raises:
         ExportError: the file has no cnnkit metadata.
     """
-    import onnx
+    import onnx  # optional extra: onnx
 
     proto = onnx.load(str(path), load_external_data=False)
     props = {p.key: p.value for p in proto.metadata_props}
@@ -138,7 +138,7 @@ def onnx_session(path, *, threads: int | None = None, providers=("CPUExecutionPr
             of the process (the server's event loop, image decoding); with it on, 32 clients
             got 0.7x the requests/s of PyTorch from ``cnnkit serve`` on 2 cores.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional extra: onnx (onnxruntime)
 
     options = ort.SessionOptions()
     if threads is not None:

@@ -6,6 +6,8 @@ from torch import nn
 from cnnkit.tasks.detect import Detector
 from cnnkit.tasks.localize import LocalizationModel
 from cnnkit.tasks.segment import FCN, UNet
+from cnnkit.models import build_architecture
+from cnnkit.models import Sequential
 
 HEADS = {("localize", "localization"): LocalizationModel, ("segment", "fcn"): FCN,
          ("segment", "unet"): UNet, ("detect", "centernet"): Detector}
@@ -24,8 +26,6 @@ def build_task_model(arch: dict) -> nn.Module:
     Example:
         >>> again = build_task_model(model.architecture)  # doctest: +SKIP
     """
-    from cnnkit.models import build_architecture
-
     if not isinstance(arch, dict) or arch.get("type") != "task":
         raise ValueError(f"arch must be a task architecture dict with type='task', got {arch!r}")
     key = (arch.get("task"), arch.get("head"))
@@ -46,8 +46,6 @@ def default_for(task: str, input_shape, num_classes: int) -> nn.Module:
     Raises:
         ValueError: an unknown task.
     """
-    from cnnkit.models import Sequential
-
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS!r}, got {task!r}")
     backbone = Sequential.from_spec(DEFAULT_BACKBONE, input_shape=input_shape)

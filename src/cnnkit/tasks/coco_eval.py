@@ -167,7 +167,7 @@ def to_coco_results(detections, image_ids: Sequence[int] | None = None) -> list[
 
 
 def _coco(images: list[int], class_names: Sequence[str], annotations: list[dict]):
-    from pycocotools.coco import COCO
+    from pycocotools.coco import COCO  # import cost: pycocotools, only when evaluating
 
     coco = COCO()
     coco.dataset = {
@@ -209,7 +209,7 @@ def coco_evaluate(ground_truth, detections, class_names: Sequence[str]) -> dict:
         >>> round(coco_evaluate(gt, det, ["digit"])["map"], 6)
         1.0
     """
-    from pycocotools.cocoeval import COCOeval
+    from pycocotools.cocoeval import COCOeval  # import cost: pycocotools, only when evaluating
 
     class_names = list(class_names)
     gts = _as_image_list(ground_truth)

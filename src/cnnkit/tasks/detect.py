@@ -18,6 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from cnnkit.tasks.nms import batched_nms
 
 
 def _head(in_channels: int, out_channels: int, hidden: int, bias: float = 0.0) -> nn.Sequential:
@@ -184,7 +185,6 @@ class Detector(nn.Module):
             keep = s > 0
             b, s, lab = b[keep], s[keep], lab[keep]
             if nms and len(s):
-                from cnnkit.tasks.nms import batched_nms
                 order = batched_nms(b, s, lab, self.nms_iou)
                 b, s, lab = b[order], s[order], lab[order]
             results.append({"boxes": b, "scores": s, "labels": lab})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from cnnkit.tasks.losses import dice_loss
 
 IGNORE_INDEX = 255
 
@@ -44,7 +45,6 @@ class _SegmentationLoss(nn.Module):
         parts = {"ce": ce.detach()}
         total = ce
         if self.dice_weight:
-            from cnnkit.tasks.losses import dice_loss
             dice = dice_loss(output, masks, ignore_index=IGNORE_INDEX)
             parts["dice"] = dice.detach()
             total = total + self.dice_weight * dice

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnkit.errors import CheckpointError
+from cnnkit.run.folder import save_weights
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +207,6 @@ class ModelCheckpoint(_Monitor):
         if value is None:
             return
         if self._update(value) or not self.save_best_only:
-            from cnnkit.train.run_folder import save_weights
-
             save_weights(trainer.model, self.path)
             self.best_epoch = epoch
             log.info("epoch %d: %s=%.4f, saved %s", epoch, self.monitor, value, self.path)

@@ -38,7 +38,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cnnkit.errors import CheckpointError
-from cnnkit.train.atomic import atomic_path, atomic_write_text, sha256_file
+from cnnkit.run.atomic import atomic_path, atomic_write_text, sha256_file
 from cnnkit.train.callbacks import Callback
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnkit._checks import check_positive_int, check_probability
+from cnnkit.run.atomic import atomic_write_text
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -254,7 +255,7 @@ class TrainConfig:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"config file {str(path)!r} is not valid JSON: {exc}") from None
         elif suffix in (".yaml", ".yml"):
-            import yaml
+            import yaml  # import cost: pyyaml, only for .yaml config files
 
             try:
                 values = yaml.safe_load(text)
@@ -267,11 +268,9 @@ class TrainConfig:
 
     def to_file(self, path: str | Path) -> None:
         """Write the config as JSON (``.json``) or YAML (``.yaml``/``.yml``), atomically."""
-        from cnnkit.train.atomic import atomic_write_text
-
         path = Path(path)
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+            import yaml  # import cost: pyyaml, only for .yaml config files
 
             text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         else:

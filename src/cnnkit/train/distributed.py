@@ -39,10 +39,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cnnkit._checks import check_positive_int
+from cnnkit.data.dataset import ImageData
 
 if TYPE_CHECKING:
-    from cnnkit.data.dataset import ImageData
-    from cnnkit.train.metrics import MetricAccumulator
+    from cnnkit.tasks.classification import MetricAccumulator
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +212,6 @@ def shard_data(data: ImageData, ctx: DistributedContext) -> ImageData:
     """
     if not ctx.enabled:
         return data
-    from cnnkit.data.dataset import ImageData
-
     return ImageData(data.images[ctx.rank::ctx.world_size],
                      data.labels[ctx.rank::ctx.world_size], list(data.class_names),
                      source=data.source)
@@ -254,7 +252,7 @@ def no_sync(model: nn.Module) -> AbstractContextManager:
 
 
 def reduce_metrics(metrics: MetricAccumulator) -> None:
-    """Sum a :class:`~cnnkit.train.metrics.MetricAccumulator` over all ranks, in place.
+    """Sum a :class:`~cnnkit.tasks.classification.MetricAccumulator` over all ranks, in place.
 
     Afterwards ``metrics.compute()`` gives the loss and accuracy over every rank's images
     (one all-reduce of ``[loss·n, correct, n, top-k hits]`` and one of the confusion matrix).

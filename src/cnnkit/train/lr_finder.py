@@ -18,6 +18,7 @@ from torch import nn
 
 from cnnkit.train.losses import get_loss
 from cnnkit.train.outputs import PROBS, output_kind
+from cnnkit.train.optimizers import build_optimizer
 
 SMOOTHING = 0.98
 DIVERGE_FACTOR = 4.0
@@ -63,8 +64,6 @@ def find_lr(model: nn.Module, loader: Iterable, *, optimizer: str = "adam",
         >>> result.suggestion  # doctest: +SKIP
         0.0031
     """
-    from cnnkit.train.optimizers import build_optimizer
-
     if not 0 < min_lr < max_lr:
         raise ValueError(f"need 0 < min_lr < max_lr, got min_lr={min_lr!r}, max_lr={max_lr!r}")
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 5:

@@ -29,7 +29,7 @@ class EpochProgress:
         self.images = 0
         self._bar = None
         if enabled:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # import cost: tqdm, only for a terminal progress bar
 
             self._bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch",
                              leave=False, dynamic_ncols=True)

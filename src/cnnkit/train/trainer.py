@@ -37,7 +37,7 @@ from cnnkit.train.allocator import keep_freed_memory
 from cnnkit.train.device import (resolve_channels_last, resolve_device, resolve_precision,
                                  use_fused_optimizer)
 from cnnkit.train.losses import get_loss
-from cnnkit.train.metrics import MetricAccumulator
+from cnnkit.tasks.classification import MetricAccumulator
 from cnnkit.train.optimizers import build_optimizer
 from cnnkit.train.outputs import PROBS, flip_tta, output_kind, predict_proba
 from cnnkit.train.progress import EpochProgress

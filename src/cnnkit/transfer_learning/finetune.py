@@ -38,9 +38,19 @@ from torch import nn
 
 from cnnkit._checks import check_positive_int
 from cnnkit.errors import CheckpointError, TrainingError
+from cnnkit.models.registry import build_architecture
+from cnnkit.models.sequential import Sequential
+from cnnkit.run.atomic import atomic_write_text
+from cnnkit.run.folder import MODEL_FILE, read_json
+from cnnkit.train import distributed
+from cnnkit.train import run_folder as rf
 from cnnkit.train.callbacks import Callback
+from cnnkit.train.checkpoint import has_checkpoint
+from cnnkit.train.config import TrainConfig
+from cnnkit.train.pipeline import default_run_folder, train
 from cnnkit.transfer_learning.freeze import freeze, group_index, unfreeze
 from cnnkit.transfer_learning.groups import LayerGroup, layer_groups
+from cnnkit.transfer_learning.transfer import pretrained_model, transfer
 from cnnkit.transfer_learning.weights import LoadReport
 
 log = logging.getLogger(__name__)
@@ -294,10 +304,6 @@ def finetune(source=None, config=None, *, model: str | None = None,
         ...          settings=FineTuneSettings(head_epochs=2))   # doctest: +SKIP
         >>> finetune(resume="runs/ft")   # after an interruption   # doctest: +SKIP
     """
-    from cnnkit.train import distributed
-    from cnnkit.train.pipeline import default_run_folder, train
-    from cnnkit.transfer_learning.transfer import pretrained_model, transfer
-
     if settings is not None and not isinstance(settings, FineTuneSettings):
         raise TypeError(f"settings must be a FineTuneSettings, got {type(settings).__name__}")
     if resume is not None:
@@ -335,8 +341,6 @@ def finetune(source=None, config=None, *, model: str | None = None,
 
 def _write_record(out: Path, source, settings: FineTuneSettings, report: LoadReport) -> None:
     """``RUN/finetune.json``: the source, the settings and how the weights loaded."""
-    from cnnkit.train.atomic import atomic_write_text
-
     record = {"source": str(source) if not isinstance(source, nn.Module) else
               type(source).__name__, **asdict(settings),
               "load_report": {"matched": len(report.matched), "missing": report.missing,
@@ -349,8 +353,6 @@ def _write_record(out: Path, source, settings: FineTuneSettings, report: LoadRep
 
 def _saved_settings(run: Path, given: FineTuneSettings | None) -> FineTuneSettings:
     """The settings in ``run/finetune.json`` (``given`` must equal them, or stand in for them)."""
-    from cnnkit.train.run_folder import read_json
-
     path = run / FINETUNE_FILE
     if not path.is_file():
         if given is None:
@@ -375,11 +377,6 @@ def _saved_settings(run: Path, given: FineTuneSettings | None) -> FineTuneSettin
 def _resume(run: Path, settings: FineTuneSettings | None, callbacks: Iterable[Callback],
             progress: bool | None) -> FineTuneResult:
     """Continue the fine-tuning run in ``run`` (see :func:`finetune`)."""
-    from cnnkit.train import run_folder as rf
-    from cnnkit.train.checkpoint import has_checkpoint
-    from cnnkit.train.config import TrainConfig
-    from cnnkit.train.pipeline import train
-
     if not (run / rf.CONFIG_FILE).is_file():
         raise CheckpointError(f"cannot resume {str(run)!r}: it has no {rf.CONFIG_FILE} (give "
                               "the --out folder of an earlier cnnkit finetune)")
@@ -417,11 +414,7 @@ def _resume(run: Path, settings: FineTuneSettings | None, callbacks: Iterable[Ca
 def _build_architecture(architecture: dict) -> nn.Module:
     """The model a run folder's ``architecture`` dict describes (spec or registry entry)."""
     if architecture.get("type") == "spec":
-        from cnnkit.models.sequential import Sequential
-
         return Sequential.from_architecture(architecture)
-    from cnnkit.models.registry import build_architecture
-
     return build_architecture(architecture)
 
 
@@ -430,8 +423,6 @@ def _architecture_name(source) -> str:
     if isinstance(source, nn.Module):
         arch = getattr(source, "architecture", None) or {}
     else:
-        from cnnkit.train.run_folder import MODEL_FILE, read_json
-
         path = Path(source)
         if not path.is_dir():
             raise ValueError(f"{str(source)!r} is a weights file: say which architecture it "

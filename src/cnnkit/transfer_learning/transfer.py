@@ -22,6 +22,8 @@ from cnnkit.transfer_learning.adapt import adapt_input_channels, first_conv
 from cnnkit.transfer_learning.freeze import freeze as freeze_layers
 from cnnkit.transfer_learning.head import replace_head
 from cnnkit.transfer_learning.weights import LoadReport, load_pretrained, read_state_dict
+from cnnkit.train.pipeline import build_model
+from cnnkit.run.folder import MODEL_FILE, read_json
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,6 @@ FREEZE_MODES = (None, "all_but_head", "all-but-head")
 
 
 def _build(name_or_spec: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-    from cnnkit.train.pipeline import build_model
-
     return build_model(name_or_spec, num_classes=num_classes, input_shape=input_shape)
 
 
@@ -71,8 +71,6 @@ def pretrained_model(source, *, model: str | None = None,
         return net, load_pretrained(net, source, strict=strict)
     path = Path(source)
     if path.is_dir():
-        from cnnkit.train.run_folder import MODEL_FILE, read_json
-
         meta = read_json(path / MODEL_FILE)
         arch = meta.get("architecture") or {}
         name = model or arch.get("name") or arch.get("spec")

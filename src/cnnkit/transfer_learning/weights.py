@@ -48,6 +48,7 @@ from torch import nn
 
 from cnnkit.errors import CheckpointError
 from cnnkit.transfer_learning.head import head_path
+from cnnkit.run.folder import WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,6 @@ def read_state_dict(source) -> tuple[dict[str, torch.Tensor], str]:
         path = Path(source)
         name = repr(str(path))
         if path.is_dir():
-            from cnnkit.train.run_folder import WEIGHTS_FILE
-
             path = path / WEIGHTS_FILE
             if not path.is_file():
                 raise CheckpointError(f"{str(source)!r} is a folder without {WEIGHTS_FILE}; give "

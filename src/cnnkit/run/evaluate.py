@@ -1,0 +1,98 @@
+"""Evaluate a trained run on a dataset: ``cnnkit evaluate``.
+
+Starts from :func:`cnnkit.run.load_run`, so it uses the run's own class names, input size and
+normalisation. Classifying image files (``expand_inputs``, ``predict_files``) is in
+:mod:`cnnkit.run.predict`, re-exported here under its old name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from cnnkit.data.open import open_data
+from cnnkit.errors import DataError
+from cnnkit.run.folder import LoadedModel
+from cnnkit.run.predict import IMAGE_SUFFIXES, expand_inputs, predict_files
+from cnnkit.tasks.classification import ClassReport, confusion_matrix, format_confusion
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Accuracy, loss (cross-entropy of the predicted probabilities) and per-class results."""
+
+    split: str
+    num_images: int
+    accuracy: float
+    loss: float
+    confusion: torch.Tensor
+    classes: ClassReport
+    class_names: list[str]
+
+    def to_text(self) -> str:
+        return "\n\n".join([
+            f"{self.split}: {self.num_images} images, accuracy {self.accuracy:.4f}, "
+            f"loss {self.loss:.4f}",
+            self.classes.to_table(self.class_names),
+            format_confusion(self.confusion, self.class_names),
+        ])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"split": self.split, "num_images": self.num_images, "accuracy": self.accuracy,
+                "loss": self.loss, "confusion_matrix": self.confusion.tolist(),
+                "class_names": self.class_names, "precision": self.classes.precision,
+                "recall": self.classes.recall, "f1": self.classes.f1,
+                "support": self.classes.support}
+
+
+def evaluate_images(loaded: LoadedModel, images: torch.Tensor, labels: torch.Tensor, *,
+                    split: str = "test", batch_size: int = 256,
+                    tta: bool = False) -> EvaluationReport:
+    """Evaluate ``loaded`` on uint8 images (N, C, H, W) with int64 labels (N,).
+
+    Raises:
+        ValueError: no images, or shapes that do not fit the model.
+    """
+    if len(images) == 0:
+        raise ValueError(f"the {split} split has no images to evaluate")
+    probs = loaded.predict_proba(images, batch_size=batch_size, tta=tta)  # (N, K)
+    labels = labels.long()
+    nll = -torch.log(probs.gather(1, labels.unsqueeze(1)).clamp_min(1e-12))  # (N,) -> (N, 1)
+    pred = probs.argmax(dim=1)
+    cm = confusion_matrix(pred, labels, len(loaded.class_names))
+    return EvaluationReport(split, len(labels), (pred == labels).float().mean().item(),
+                            nll.mean().item(), cm, ClassReport.from_confusion(cm),
+                            list(loaded.class_names))
+
+
+def evaluate_run(loaded: LoadedModel, data: str, *, split: str = "test",
+                 data_dir: str | None = None, batch_size: int = 256,
+                 tta: bool = False) -> EvaluationReport:
+    """Open ``data`` at the run's input size and evaluate one split.
+
+    The run's ``val_split`` and ``seed`` are reused, so ``split="val"`` is the same held-out
+    part that training validated on.
+
+    Raises:
+        DataError: the data's classes differ from the run's, or the split does not exist.
+    """
+    c, h, w = loaded.input_shape
+    splits = open_data(data, data_dir=data_dir, size=(h, w), channels=c,
+                       val_split=loaded.config.get("val_split", 0.0),
+                       seed=loaded.config.get("seed", 0))
+    parts = splits.parts()
+    if split not in parts:
+        raise DataError(f"--data {data!r} has no {split!r} split; choose --split from "
+                        f"{', '.join(parts)}")
+    part = parts[split]
+    if list(part.class_names) != list(loaded.class_names):
+        raise DataError(f"--data {data!r} has classes {part.class_names!r} but the model was "
+                        f"trained on {loaded.class_names!r}; evaluate on data with the same "
+                        "classes")
+    return evaluate_images(loaded, part.images, part.labels, split=split,
+                           batch_size=batch_size, tta=tta)
+
+
+__all__ = ["IMAGE_SUFFIXES", "EvaluationReport", "evaluate_images", "evaluate_run",
+           "expand_inputs", "predict_files"]
