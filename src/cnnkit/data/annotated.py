@@ -14,12 +14,16 @@ Example:
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from cnnkit.data.dataset import split_indices, subset_index
 from cnnkit.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 TASKS = ("classify", "localize", "segment", "detect")
 IGNORE_INDEX = 255
@@ -171,16 +175,7 @@ class AnnotatedData:
         Example:
             >>> first_ten = data.subset(range(10))
         """
-        if isinstance(indices, slice):
-            index = torch.arange(len(self))[indices]
-        else:
-            index = torch.as_tensor(list(indices) if isinstance(indices, range) else indices,
-                                    dtype=torch.int64)
-        if index.ndim != 1:
-            raise ValueError(f"indices must be one-dimensional, got shape {tuple(index.shape)}")
-        if len(index) and (int(index.min()) < 0 or int(index.max()) >= len(self)):
-            raise IndexError(f"indices must be in [0, {len(self)}), got min {int(index.min())} "
-                             f"and max {int(index.max())}")
+        index = subset_index(indices, len(self))
 
         def pick(t: Tensor | None) -> Tensor | None:
             return None if t is None else t[index]
@@ -193,7 +188,8 @@ class AnnotatedData:
     def split(self, fraction: float, *, seed: int = 0) -> tuple[AnnotatedData, AnnotatedData]:
         """Split into (rest, held_out) with ``round(fraction * N)`` images held out at random.
 
-        The same seed always gives the same split; both parts keep the original image order.
+        Localisation data keeps each class's share in both parts (as ``ImageData.split``); the
+        same seed always gives the same split; both parts keep the original image order.
 
         Args:
             fraction: share of the images in the second part, in (0, 1).
@@ -205,17 +201,12 @@ class AnnotatedData:
         Example:
             >>> train, val = data.split(0.1, seed=0)
         """
-        if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-            raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
-        n_held = round(fraction * len(self))
-        if n_held == 0 or n_held == len(self):
-            raise ValueError(f"fraction {fraction!r} of {len(self)} images leaves an empty part; "
-                             "use more images or a fraction nearer 0.5")
-        generator = torch.Generator().manual_seed(seed)
-        order = torch.randperm(len(self), generator=generator)
-        held = torch.zeros(len(self), dtype=torch.bool)
-        held[order[:n_held]] = True
-        return self.subset(torch.nonzero(~held)[:, 0]), self.subset(torch.nonzero(held)[:, 0])
+        # localisation has one label per image: keep the class balance as ImageData.split does
+        stratify = self.task == "localize"
+        labels = self.labels if stratify else torch.zeros(len(self), dtype=torch.int64)
+        rest, held = split_indices(labels, self.num_classes, fraction, seed=seed,
+                                   stratify=stratify)
+        return self.subset(rest), self.subset(held)
 
 
 @dataclass
@@ -305,3 +296,30 @@ def _check_boxes(boxes: Tensor, size, names: list[str]) -> None:
         raise DataError(f"box {boxes[i].tolist()!r} of image {names[i]!r} is not inside the "
                         f"{w}x{h} image with x_max > x_min and y_max > y_min (xyxy pixels, max "
                         "exclusive)")
+
+
+_TASK_WORDS = {"localize": "localisation", "segment": "segmentation", "detect": "detection"}
+
+
+def with_val_split(train: AnnotatedData, val: AnnotatedData | None, test: AnnotatedData | None,
+                   *, val_split: float, seed: int, source) -> AnnotatedSplits:
+    """The readers' last step: the splits, holding out a seeded ``val_split`` of ``train`` as
+    val when the dataset has no val part of its own (logged, naming ``source``)."""
+    if val is None:
+        train, val = train.split(val_split, seed=seed)
+        logger.info("%s has no val split: held out %d of the training images as val (seed %d)",
+                    source, len(val), seed)
+    return AnnotatedSplits(train, val, test)
+
+
+def parts_to_write(data: AnnotatedSplits | AnnotatedData, task: str, writer: str,
+                   single: str = "train") -> dict[str, AnnotatedData]:
+    """The writers' first step: split name -> data (an ``AnnotatedData`` alone is ``single``).
+
+    Raises:
+        ValueError: ``data`` of another task than the writer's format holds.
+    """
+    if data.task != task:
+        raise ValueError(f"{writer} writes {_TASK_WORDS[task]} data, got task {data.task!r}; "
+                         "use the writer of that task's format")
+    return data.parts() if isinstance(data, AnnotatedSplits) else {single: data}

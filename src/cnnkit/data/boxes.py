@@ -24,18 +24,15 @@ Example:
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from cnnkit.data.annotated import AnnotatedData, AnnotatedSplits
+from cnnkit.data.annotated import AnnotatedData, AnnotatedSplits, parts_to_write, with_val_split
 from cnnkit.data.folder import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, decode_image, split_folders
 from cnnkit.errors import DataError
-
-logger = logging.getLogger(__name__)
 
 LABELS_CSV = "labels.csv"
 CLASSES_TXT = "classes.txt"
@@ -139,11 +136,8 @@ def read_boxes(root, *, val_split: float = 0.1, seed: int = 0, size=None,
                    channels=train.input_shape[0], max_pixels=max_pixels)
     val = read_box_split(folders["val"], **options) if "val" in folders else None
     test = read_box_split(folders["test"], **options) if "test" in folders else None
-    if val is None:
-        train, val = train.split(val_split, seed=seed)
-        logger.info("%s has no val/ folder: held out %d of the training images as val "
-                    "(seed %d)", root, len(val), seed)
-    return AnnotatedSplits(train, val, test)
+    return with_val_split(train, val, test, val_split=val_split, seed=seed,
+                          source=root)
 
 
 def write_boxes(data: AnnotatedSplits | AnnotatedData, folder) -> Path:
@@ -166,10 +160,7 @@ def write_boxes(data: AnnotatedSplits | AnnotatedData, folder) -> Path:
         PosixPath('data/loc')
     """
     folder = Path(folder)
-    parts = data.parts() if isinstance(data, AnnotatedSplits) else {"": data}
-    if data.task != "localize":
-        raise ValueError(f"write_boxes writes localisation data, got task {data.task!r}; "
-                         "use the writer of that task's format")
+    parts = parts_to_write(data, "localize", "write_boxes", single="")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CLASSES_TXT).write_text("".join(f"{name}\n" for name in data.class_names))
     for split, part in parts.items():

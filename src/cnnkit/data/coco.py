@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 
@@ -34,11 +33,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnkit.data.annotated import AnnotatedData, AnnotatedSplits
+from cnnkit.data.annotated import AnnotatedData, AnnotatedSplits, parts_to_write, with_val_split
 from cnnkit.data.folder import DEFAULT_MAX_PIXELS, decode_image, split_folders
 from cnnkit.errors import DataError
-
-logger = logging.getLogger(__name__)
 
 ANNOTATIONS_JSON = "annotations.json"
 
@@ -200,11 +197,8 @@ def read_coco(root, *, image_root=None, val_split: float = 0.1, seed: int = 0, s
                                            channels=train.input_shape[0],
                                            max_pixels=max_pixels)
     val = parts.get("val")
-    if val is None:
-        train, val = train.split(val_split, seed=seed)
-        logger.info("%s has no val split: held out %d of the training images as val (seed %d)",
-                    root, len(val), seed)
-    return AnnotatedSplits(train, val, parts.get("test"))
+    return with_val_split(train, val, parts.get("test"), val_split=val_split, seed=seed,
+                          source=root)
 
 
 def write_coco(data: AnnotatedSplits | AnnotatedData, folder) -> Path:
@@ -226,10 +220,7 @@ def write_coco(data: AnnotatedSplits | AnnotatedData, folder) -> Path:
         PosixPath('data/det')
     """
     folder = Path(folder)
-    if data.task != "detect":
-        raise ValueError(f"write_coco writes detection data, got task {data.task!r}; "
-                         "use the writer of that task's format")
-    parts = data.parts() if isinstance(data, AnnotatedSplits) else {"train": data}
+    parts = parts_to_write(data, "detect", "write_coco")
     categories = [{"id": k + 1, "name": name} for k, name in enumerate(data.class_names)]
     for split, part in parts.items():
         target = folder / split

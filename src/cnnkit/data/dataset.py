@@ -132,16 +132,7 @@ class ImageData:
         Example:
             >>> first_ten = data.subset(range(10))
         """
-        if isinstance(indices, slice):
-            index = torch.arange(len(self))[indices]
-        else:
-            index = torch.as_tensor(list(indices) if isinstance(indices, range) else indices,
-                                    dtype=torch.int64)
-        if index.ndim != 1:
-            raise ValueError(f"indices must be one-dimensional, got shape {tuple(index.shape)}")
-        if len(index) and (int(index.min()) < -len(self) or int(index.max()) >= len(self)):
-            raise IndexError(f"indices must be in [0, {len(self)}), got min {int(index.min())} "
-                             f"and max {int(index.max())}")
+        index = subset_index(indices, len(self))
         return ImageData(self.images[index], self.labels[index], list(self.class_names),
                          source=self.source)
 
@@ -167,6 +158,31 @@ class ImageData:
         rest_index, held_index = split_indices(self.labels, self.num_classes, fraction,
                                                seed=seed, stratify=stratify)
         return self.subset(rest_index), self.subset(held_index)
+
+
+def subset_index(indices, n: int) -> torch.Tensor:
+    """``indices`` (a sequence, range, slice or int64 tensor of positions in [0, n)) as a tensor.
+
+    Shared by :meth:`ImageData.subset` and ``AnnotatedData.subset``.
+
+    Shape:
+        ``(B,)`` int64.
+
+    Raises:
+        ValueError: indices that are not one-dimensional.
+        IndexError: an index outside [0, n) (negative ones count from the end, as in Python).
+    """
+    if isinstance(indices, slice):
+        index = torch.arange(n)[indices]
+    else:
+        index = torch.as_tensor(list(indices) if isinstance(indices, range) else indices,
+                                dtype=torch.int64)
+    if index.ndim != 1:
+        raise ValueError(f"indices must be one-dimensional, got shape {tuple(index.shape)}")
+    if len(index) and (int(index.min()) < -n or int(index.max()) >= n):
+        raise IndexError(f"indices must be in [0, {n}), got min {int(index.min())} "
+                         f"and max {int(index.max())}")
+    return index
 
 
 def split_indices(labels: torch.Tensor, num_classes: int, fraction: float, *, seed: int = 0,

@@ -24,19 +24,17 @@ Example:
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from cnnkit.data.annotated import IGNORE_INDEX, AnnotatedData, AnnotatedSplits
+from cnnkit.data.annotated import (AnnotatedData, AnnotatedSplits, IGNORE_INDEX, parts_to_write,
+                                   with_val_split)
 from cnnkit.data.folder import (DECODE_ERRORS, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS,
                                 decode_image, split_folders)
 from cnnkit.errors import DataError
-
-logger = logging.getLogger(__name__)
 
 CLASSES_TXT = "classes.txt"
 IMAGES_DIR = "images"
@@ -151,11 +149,8 @@ def read_masks(root, *, val_split: float = 0.1, seed: int = 0, size=None,
                    channels=train.input_shape[0], max_pixels=max_pixels)
     val = read_mask_split(folders["val"], **options) if "val" in folders else None
     test = read_mask_split(folders["test"], **options) if "test" in folders else None
-    if val is None:
-        train, val = train.split(val_split, seed=seed)
-        logger.info("%s has no val/ folder: held out %d of the training images as val "
-                    "(seed %d)", root, len(val), seed)
-    return AnnotatedSplits(train, val, test)
+    return with_val_split(train, val, test, val_split=val_split, seed=seed,
+                          source=root)
 
 
 def write_masks(data: AnnotatedSplits | AnnotatedData, folder) -> Path:
@@ -177,10 +172,7 @@ def write_masks(data: AnnotatedSplits | AnnotatedData, folder) -> Path:
         PosixPath('data/seg')
     """
     folder = Path(folder)
-    if data.task != "segment":
-        raise ValueError(f"write_masks writes segmentation data, got task {data.task!r}; "
-                         "use the writer of that task's format")
-    parts = data.parts() if isinstance(data, AnnotatedSplits) else {"train": data}
+    parts = parts_to_write(data, "segment", "write_masks")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CLASSES_TXT).write_text("".join(f"{name}\n" for name in data.class_names))
     for split, part in parts.items():

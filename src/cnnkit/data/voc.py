@@ -23,7 +23,6 @@ Example:
 """
 from __future__ import annotations
 
-import logging
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -32,11 +31,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnkit.data.annotated import AnnotatedData, AnnotatedSplits
+from cnnkit.data.annotated import AnnotatedData, AnnotatedSplits, parts_to_write, with_val_split
 from cnnkit.data.folder import DEFAULT_MAX_PIXELS, decode_image
 from cnnkit.errors import DataError
-
-logger = logging.getLogger(__name__)
 
 CLASSES_TXT = "classes.txt"
 _UNSAFE_XML = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -94,11 +91,8 @@ def read_voc(root, *, val_split: float = 0.1, seed: int = 0, size=None,
     options = (class_names, train.input_shape[1:], train.input_shape[0], max_pixels)
     val = _build(parsed["val"], *options) if "val" in parsed else None
     test = _build(parsed["test"], *options) if "test" in parsed else None
-    if val is None:
-        train, val = train.split(val_split, seed=seed)
-        logger.info("%s has no val.txt: held out %d of the training images as val (seed %d)",
-                    root, len(val), seed)
-    return AnnotatedSplits(train, val, test)
+    return with_val_split(train, val, test, val_split=val_split, seed=seed,
+                          source=root)
 
 
 def write_voc(data: AnnotatedSplits | AnnotatedData, folder) -> Path:
@@ -119,10 +113,7 @@ def write_voc(data: AnnotatedSplits | AnnotatedData, folder) -> Path:
         PosixPath('data/voc')
     """
     folder = Path(folder)
-    if data.task != "detect":
-        raise ValueError(f"write_voc writes detection data, got task {data.task!r}; "
-                         "use the writer of that task's format")
-    parts = data.parts() if isinstance(data, AnnotatedSplits) else {"train": data}
+    parts = parts_to_write(data, "detect", "write_voc")
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     (folder / CLASSES_TXT).write_text("".join(f"{name}\n" for name in data.class_names))

@@ -95,7 +95,8 @@ class FCN(_SegmentationLoss):
         return self._record("fcn", {"skips": self.skips})
 
     def forward(self, x: Tensor) -> Tensor:
-        stages = self.backbone.forward_stages(x)[len(self.backbone.feature_info) - 1 - self.skips:]
+        # the last skips + 1 stages (not feature_info: a zoo backbone measures it by a forward pass)
+        stages = self.backbone.forward_stages(x)[-(self.skips + 1):]
         out = self.scores[-1](stages[-1])
         for stage, score in zip(reversed(stages[:-1]), reversed(self.scores[:-1])):
             skip = score(stage)
