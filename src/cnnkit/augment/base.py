@@ -248,9 +248,7 @@ class Compose(nn.Module):
         super().__init__()
         augmentations = list(augmentations)
         for i, aug in enumerate(augmentations):
-            if not isinstance(aug, (Augmentation, Compose)):
-                raise TypeError(f"augmentations[{i}] must be a cnnkit augmentation (an "
-                                f"Augmentation or Compose), got {aug!r}")
+            self._check_item(i, aug)
         check_seed(seed, generator)
         self.augmentations = nn.ModuleList(augmentations)
         self.seed = seed
@@ -260,7 +258,7 @@ class Compose(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor, *,
                 generator: torch.Generator | None = None) -> Batch:
         """Apply every augmentation in order; a ``generator`` here overrides the children's."""
-        check_batch(x, y)
+        self._check_inputs(x, y)
         chosen = generator if generator is not None else self._generator
         if chosen is None and self.seed is not None:
             if x.device not in self._seeded:
@@ -270,6 +268,14 @@ class Compose(nn.Module):
         for aug in self.augmentations:
             x, y = aug(x, y, generator=chosen)
         return x, y
+
+    def _check_item(self, i: int, aug) -> None:
+        if not isinstance(aug, (Augmentation, Compose)):
+            raise TypeError(f"augmentations[{i}] must be a cnnkit augmentation (an "
+                            f"Augmentation or Compose), got {aug!r}")
+
+    def _check_inputs(self, x, y) -> None:
+        check_batch(x, y)
 
     def __len__(self) -> int:
         return len(self.augmentations)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from cnnkit.augment.base import Augmentation, Compose
@@ -108,6 +108,30 @@ NAMES: dict[str, _Name] = {
 
 # ---------------------------------------------------------------- parsing
 
+def spec_tokens(spec: str, valid: str) -> Iterator[tuple[str, str, str, int]]:
+    """Walk an ``--augment`` string: ``(name in lower case, name as written, argument text,
+    position)`` per ``name`` or ``name(args)``, shared by :func:`parse_augment` and the
+    target-aware parser of :mod:`cnnkit.augment.targets`. ``""`` and ``"none"`` give nothing.
+
+    Raises:
+        ValueError: text that is not ``name(args)`` separated by commas (``valid`` ends the
+            message with what may be written), or a trailing comma.
+    """
+    if spec.strip().lower() in ("", "none"):
+        return
+    position = 0
+    while position < len(spec):
+        match = _TOKEN_RE.match(spec, position)
+        if match is None:
+            raise ValueError(f"cannot read the augmentation {_where(spec, position)} "
+                             f"({spec[position:]!r}): expected name or name(args) separated by "
+                             f"commas; {valid}")
+        yield match.group(1).lower(), match.group(1), match.group(2) or "", match.start(1)
+        position = match.end()
+        if spec[match.end() - 1:match.end()] == "," and position == len(spec):
+            raise ValueError(f"the spec {spec!r} ends with a comma; remove it or add a name")
+
+
 def _where(spec: str, position: int) -> str:
     return f"at position {position} of {spec!r}"
 
@@ -125,7 +149,7 @@ def _value(text: str, spec: str, position: int):
                          "like 4 or 0.2, or key=value") from None
 
 
-def _arguments(text: str, spec: str, position: int) -> tuple[list, dict]:
+def spec_arguments(text: str, spec: str, position: int) -> tuple[list, dict]:
     args, keywords = [], {}
     if not text.strip():
         return args, keywords
@@ -193,24 +217,13 @@ def parse_augment(spec: str, *, num_classes: int | None = None,
     if spec.strip().lower() in ("", "none"):
         return Compose([], seed=seed)
     augmentations = []
-    position = 0
-    while position < len(spec):
-        match = _TOKEN_RE.match(spec, position)
-        if match is None:
-            raise ValueError(f"cannot read the augmentation {_where(spec, position)} "
-                             f"({spec[position:]!r}): expected name or name(args) separated by "
-                             f"commas; valid names: {', '.join(NAMES)}")
-        name = match.group(1).lower()
-        start = match.start(1)
+    for name, written, arguments, start in spec_tokens(spec, f"valid names: {', '.join(NAMES)}"):
         if name not in NAMES:
             close = difflib.get_close_matches(name, NAMES, n=2)
             hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-            raise ValueError(f"unknown augmentation {match.group(1)!r} {_where(spec, start)}"
+            raise ValueError(f"unknown augmentation {written!r} {_where(spec, start)}"
                              f"{hint}; valid names: {', '.join(NAMES)}")
-        args, keywords = _arguments(match.group(2) or "", spec, start)
+        args, keywords = spec_arguments(arguments, spec, start)
         augmentations.append(_build(name, args, keywords, spec=spec, position=start,
                                     num_classes=num_classes))
-        position = match.end()
-        if spec[match.end() - 1:match.end()] == "," and position == len(spec):
-            raise ValueError(f"the spec {spec!r} ends with a comma; remove it or add a name")
     return Compose(augmentations, seed=seed)

@@ -35,11 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnkit.augment.base import (Augmentation, check_generator_device, check_seed, spec_token,
-                                 uniform)
+from cnnkit.augment.base import Augmentation, Compose, spec_token, uniform
 from cnnkit.augment.color import ColorJitter, RandomGrayscale
 from cnnkit.augment.geometric import shift_images
-from cnnkit.augment.parse import _TOKEN_RE, _arguments
+from cnnkit.augment.parse import spec_arguments, spec_tokens
 
 Targets = dict[str, torch.Tensor]
 TASKS = ("localize", "detect", "segment")
@@ -393,8 +392,8 @@ class ColorOnly(nn.Module):
         return self.augmentation.to_spec()
 
 
-class TargetCompose(nn.Module):
-    """Apply target augmentations in order, sharing one generator (like ``Compose``).
+class TargetCompose(Compose):
+    """Apply target augmentations in order, sharing one generator (``Compose`` for targets).
 
     Args:
         augmentations: ``TargetAugmentation`` / ``ColorOnly`` modules (empty = identity).
@@ -409,38 +408,12 @@ class TargetCompose(nn.Module):
         >>> x, t = aug(torch.rand(2, 3, 16, 16), {"masks": masks})
     """
 
-    def __init__(self, augmentations, *, seed: int | None = None,
-                 generator: torch.Generator | None = None):
-        super().__init__()
-        augmentations = list(augmentations)
-        for i, aug in enumerate(augmentations):
-            if not isinstance(aug, (TargetAugmentation, ColorOnly)):
-                raise TypeError(f"augmentations[{i}] must be a target augmentation, got {aug!r}")
-        check_seed(seed, generator)
-        self.augmentations = nn.ModuleList(augmentations)
-        self.seed = seed
-        self._generator = generator
-        self._seeded: dict[torch.device, torch.Generator] = {}
+    def _check_item(self, i: int, aug) -> None:
+        if not isinstance(aug, (TargetAugmentation, ColorOnly)):
+            raise TypeError(f"augmentations[{i}] must be a target augmentation, got {aug!r}")
 
-    def forward(self, x, targets, *, generator: torch.Generator | None = None):
-        """Apply every augmentation in order."""
+    def _check_inputs(self, x, targets) -> None:
         _check(x, targets)
-        chosen = generator if generator is not None else self._generator
-        if chosen is None and self.seed is not None:
-            if x.device not in self._seeded:
-                self._seeded[x.device] = torch.Generator(device=x.device).manual_seed(self.seed)
-            chosen = self._seeded[x.device]
-        check_generator_device(chosen, x.device)
-        for aug in self.augmentations:
-            x, targets = aug(x, targets, generator=chosen)
-        return x, targets
-
-    def __len__(self) -> int:
-        return len(self.augmentations)
-
-    def to_spec(self) -> str:
-        """The spec string of the pipeline (``'none'`` when empty)."""
-        return ",".join(aug.to_spec() for aug in self.augmentations) or "none"
 
 
 # ---------------------------------------------------------------- parsing
@@ -499,26 +472,16 @@ def parse_task_augment(spec: str, task: str, *, seed: int | None = 0) -> TargetC
         raise TypeError(f"augment spec must be a string like 'flip,crop(4)', got {spec!r}")
     allowed = ", ".join(TASK_NAMES)
     modules = []
-    position = 0
-    if spec.strip().lower() in ("", "none"):
-        position = len(spec)
-    while position < len(spec):
-        match = _TOKEN_RE.match(spec, position)
-        if match is None:
-            raise ValueError(f"cannot read the augmentation at position {position} of {spec!r}: "
-                             f"expected name or name(args) separated by commas; allowed for "
-                             f"{task!r}: {allowed}")
-        name = match.group(1).lower()
+    for name, written, arguments, start in spec_tokens(spec, f"allowed for {task!r}: {allowed}"):
         if name not in TASK_NAMES:
-            raise ValueError(f"augmentation {match.group(1)!r} is not allowed for task {task!r} "
+            raise ValueError(f"augmentation {written!r} is not allowed for task {task!r} "
                              f"(it does not keep boxes and masks aligned with the image); "
                              f"allowed: {allowed}")
-        args, keywords = _arguments(match.group(2) or "", spec, match.start(1))
+        args, keywords = spec_arguments(arguments, spec, start)
         build, usage = TASK_NAMES[name]
         try:
             modules.append(build(*args, **keywords))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"wrong arguments for {name!r} in {spec!r} ({exc}); "
                              f"usage: {usage}") from None
-        position = match.end()
     return TargetCompose(modules, seed=seed)
