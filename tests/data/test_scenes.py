@@ -133,5 +133,3 @@ def test_write_scenes_round_trips_through_the_box_reader(tmp_path):
         part, ref = getattr(back, split), getattr(made, split)
         assert torch.equal(part.images, ref.images) and torch.equal(part.boxes, ref.boxes)
         assert torch.equal(part.labels, ref.labels) and part.class_names == ref.class_names
-    with pytest.raises(ValueError, match="not supported yet"):
-        write_scenes("mnist-segment", tmp_path / "seg")

@@ -23,7 +23,7 @@ def test_default_job_learns_digits_and_writes_the_run_folder(tmp_path):
     for name in ("config.json", "model.json", "weights.safetensors", "metrics.jsonl",
                  "results.json", "checkpoint/last.json", "checkpoint/last.safetensors"):
         assert (run / name).is_file(), name
-    assert TrainConfig.from_file(run / "config.json") == _config(run)
+    assert TrainConfig.from_file(run / "config.json") == _config(run, task="classify")
     meta = json.loads((run / "model.json").read_text())
     assert meta["input_shape"] == [1, 8, 8] and meta["class_names"][:2] == ["0", "1"]
     assert [r["epoch"] for r in read_metrics(run)] == [1, 2, 3]

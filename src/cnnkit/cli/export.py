@@ -13,7 +13,10 @@ def add_parser(subparsers) -> None:
         help="export a trained run to ONNX, TorchScript or torch.export (verified)",
         description="Write a trained run as a self-contained model file: it takes raw uint8 "
                     "pixels (N, C, H, W) with any N, applies the run's normalisation itself and "
-                    "returns logits (N, K). The file is checked against PyTorch on several "
+                    "returns logits (N, K). Localise, segment and detect runs export to ONNX "
+                    "with the decoding in the graph: probabilities + pixel boxes; logits + "
+                    "mask; boxes, scores, labels (class-aware NMS is a post-step, described in "
+                    "the metadata). The file is checked against PyTorch on several "
                     "batch sizes; if the outputs differ, nothing is written and the command "
                     "fails. ONNX files carry the class names and normalisation in their "
                     "metadata ('cnnkit' key).",
@@ -36,7 +39,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
-    from cnnkit.export import export
+    from cnnkit.export import export, read_onnx_metadata
 
     out = Path(args.out) if args.out else Path(args.run) / f"model{FORMATS[args.format]}"
     options = {"fold_normalization": not args.no_fold_normalization,
@@ -47,4 +50,10 @@ def run(args: argparse.Namespace) -> int:
         options["opset"] = args.opset
     path = export(args.run, out, format=args.format, **options)
     print(f"wrote {path} ({args.format}, verified against PyTorch)")
+    if args.format == "onnx":
+        metadata = read_onnx_metadata(path)
+        if "outputs" in metadata:
+            print(f"task {metadata['task']}: outputs {', '.join(metadata['outputs'])}")
+        if "postprocess" in metadata:
+            print(f"note: {metadata['postprocess']}")
     return 0

@@ -12,7 +12,10 @@ def add_parser(subparsers) -> None:
                     "(multipart upload, JSON base64 or pixel array, or a batch), POST "
                     "/features, GET /health, GET /model, the OpenAPI page at /docs and a web "
                     "page at / that shows the class probabilities and every layer's feature "
-                    "maps as you draw. Requests are batched dynamically.",
+                    "maps as you draw. For a localise, segment or detect run, /predict returns "
+                    "the box, the mask (PNG, base64) with class areas, or the detections, in "
+                    "the uploaded image's pixels, and the page draws them on the image. "
+                    "Requests are batched dynamically.",
         epilog="example:\n  cnnkit serve runs/digits --port 8000   # then open "
                "http://127.0.0.1:8000/",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,7 +39,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
                    help="what runs /predict: onnxruntime (the run's verified ONNX export, cached "
                         "in RUN/.cache), torch, or auto (default: onnxruntime where it is "
-                        "installed and the export verifies, else torch)")
+                        "installed and the export verifies, else torch; task runs always "
+                        "use torch)")
     p.set_defaults(func=run)
 
 

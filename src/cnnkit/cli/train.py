@@ -59,14 +59,21 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+# What each task's epoch line shows after the loss (classification: "acc", as always).
+_SHOWN = {"accuracy": "acc", "mean_iou": "mean_iou", "iou50": "iou50", "miou": "miou",
+          "pixel_accuracy": "pixel_acc", "map": "map", "map50": "map50"}
+
+
 class _EpochPrinter(Callback):
     """Prints the one-line summary of each epoch (the CLI's only output while training)."""
 
     def on_epoch_end(self, trainer, epoch, logs):
-        parts = [f"epoch {epoch}/{trainer.config.epochs}", f"loss {logs['loss']:.4f}",
-                 f"acc {logs['accuracy']:.4f}"]
+        parts = [f"epoch {epoch}/{trainer.config.epochs}", f"loss {logs['loss']:.4f}"]
+        parts += [f"{short} {logs[key]:.4f}" for key, short in _SHOWN.items() if key in logs]
         if "val_loss" in logs:
-            parts += [f"val_loss {logs['val_loss']:.4f}", f"val_acc {logs['val_accuracy']:.4f}"]
+            parts.append(f"val_loss {logs['val_loss']:.4f}")
+            parts += [f"val_{short} {logs['val_' + key]:.4f}" for key, short in _SHOWN.items()
+                      if "val_" + key in logs]
         parts += [f"lr {logs['lr']:.2e}", f"{logs['images_per_s']:.0f} img/s",
                   f"{logs['time_s']:.1f}s"]
         print("  ".join(parts), flush=True)
@@ -149,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
     if not main_rank:
         return 0
     res = result.results
-    if "test_accuracy" in res:
-        print(f"test accuracy {res['test_accuracy']:.4f}  test loss {res['test_loss']:.4f}")
+    shown = [f"test {key} {res['test_' + key]:.4f}" for key in _SHOWN if "test_" + key in res]
+    if shown:
+        print("  ".join(shown + [f"test loss {res['test_loss']:.4f}"]))
     print(f"run folder: {result.out}")
     return 0

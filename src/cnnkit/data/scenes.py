@@ -20,7 +20,8 @@ The digits come from MNIST, found like the named dataset ``mnist`` (``data_dir``
 digits when MNIST is absent (``source="builtin"`` forces them). The splits use disjoint
 digits: ``train`` the first 50 000 MNIST training digits, ``val`` the last 10 000, ``test``
 the MNIST test digits (8×8 fallback: a fixed 60/20/20 partition of the 1797 digits).
-The same name, split, size and seed always give the same scenes.
+The same name, split, size and seed always give the same scenes. :func:`write_scenes` writes
+them in the task's on-disk format (localisation folder, segmentation folder, COCO).
 
 Example:
     >>> splits = open_scenes("mnist-localize", sizes={"train": 1000, "val": 100, "test": 100})
@@ -32,7 +33,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,6 +43,8 @@ import torch.nn.functional as F
 
 from cnnkit.data.annotated import AnnotatedData, AnnotatedSplits
 from cnnkit.data.boxes import write_boxes
+from cnnkit.data.coco import write_coco
+from cnnkit.data.masks import write_masks
 from cnnkit.data.named import load_named
 from cnnkit.errors import DataError
 
@@ -56,6 +61,16 @@ DEFAULT_SIZES = {"train": 6000, "val": 1000, "test": 1000}
 _MAX_OVERLAP_IOU = 0.2
 _PLACEMENT_TRIES = 20
 _CHUNK = 1024
+# What write_scenes puts in its folder (and removes first with overwrite=True).
+WRITTEN_PATHS = ("train", "val", "test", "classes.txt")
+# The on-disk format write_scenes uses for each task, in words.
+FORMATS = {
+    "localize": "localisation folder: SPLIT/labels.csv (filename,label,x_min,y_min,x_max,y_max) "
+                "+ PNG images, classes.txt",
+    "segment": "segmentation folder: SPLIT/images/*.png + SPLIT/masks/*.png (class index per "
+               "pixel), classes.txt",
+    "detect": "COCO folder: SPLIT/annotations.json (instances, bbox [x, y, w, h]) + PNG images",
+}
 
 
 @dataclass(frozen=True)
@@ -329,29 +344,60 @@ def _builtin(split: str) -> tuple[torch.Tensor, np.ndarray]:
 
 
 def write_scenes(name: str, folder, seed: int = 0, *, sizes: dict[str, int] | None = None,
-                 source: str = "auto", data_dir: str | os.PathLike | None = None):
+                 source: str = "auto", data_dir: str | os.PathLike | None = None,
+                 overwrite: bool = False) -> Path:
     """Generate the splits of ``name`` and write them in the task's on-disk format.
 
-    ``mnist-localize`` is written as a localisation folder (``train/``, ``val/``, ``test/``
-    with PNG files and ``labels.csv``, see :mod:`cnnkit.data.boxes`). The writers of the
-    segmentation (``images/`` + ``masks/``) and COCO formats are not part of cnnkit yet.
+    - ``mnist-localize``: a localisation folder (``train/``, ``val/``, ``test/`` with PNG
+      files and ``labels.csv``; ``classes.txt``), see :mod:`cnnkit.data.boxes`.
+    - ``mnist-segment``: a segmentation folder (``classes.txt``; each split with ``images/``
+      and ``masks/`` PNGs of the same stems), see :mod:`cnnkit.data.masks`.
+    - ``mnist-detect``: a COCO folder (each split with PNG files and ``annotations.json``,
+      category ids 1..10 for the digits 0..9), see :mod:`cnnkit.data.coco`.
+
+    Reading the folder back (``cnnkit.data.open_annotated.open_annotated(folder)``) gives the
+    same images and targets (detection: the same objects per image; the padding may be
+    narrower). A split of size 0 is not written.
 
     Args:
         name: a scene set of :func:`scene_names`.
-        folder: where to write (created if needed).
+        folder: where to write (created if needed); it must be empty unless ``overwrite``.
         seed, sizes, source, data_dir: as for :func:`open_scenes`.
+        overwrite: write into a non-empty ``folder``, first removing the paths the format
+            writes there (``train/``, ``val/``, ``test/``, ``classes.txt``); other files stay.
+
+    Returns:
+        ``folder`` as a Path.
 
     Raises:
-        ValueError: unknown name, or a task whose writer does not exist yet.
+        ValueError: unknown name, ``folder`` is a file, or a non-empty ``folder`` without
+            ``overwrite``; and the errors of :func:`open_scenes`.
+        DataError: ``source="mnist"`` and MNIST is not found.
 
     Example:
-        >>> write_scenes("mnist-localize", "data/loc", sizes={"train": 100, "val": 20, "test": 20})
-        PosixPath('data/loc')
+        >>> write_scenes("mnist-segment", "data/seg", sizes={"train": 100, "val": 20, "test": 20})
+        PosixPath('data/seg')
     """
     if name not in SCENES:
         raise ValueError(f"unknown scene set {name!r}; choose one of {scene_names()}")
-    if SCENES[name].task != "localize":
-        raise ValueError(f"writing {name!r} ({SCENES[name].task}) to disk is not supported yet; "
-                         "only 'mnist-localize' can be written so far")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"folder {str(folder)!r} is a file; give a folder to write the "
+                         f"{name!r} scenes into")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise ValueError(f"folder {str(folder)!r} is not empty; give an empty or new folder, or "
+                         f"pass overwrite=True (cnnkit data make --overwrite) to replace its "
+                         f"{', '.join(WRITTEN_PATHS)}")
     splits = open_scenes(name, seed=seed, sizes=sizes, source=source, data_dir=data_dir)
-    return write_boxes(splits, folder)
+    if overwrite:
+        for entry in WRITTEN_PATHS:
+            path = folder / entry
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+            logger.info("removed %s before writing %s", path, name)
+    writer = {"localize": write_boxes, "segment": write_masks, "detect": write_coco}
+    return writer[SCENES[name].task](splits, folder)

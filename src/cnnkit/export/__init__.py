@@ -1,7 +1,10 @@
 """Export trained models to ONNX, TorchScript and ``torch.export`` files, each verified.
 
 Every exported file takes raw pixels (uint8 0–255, (N, C, H, W), any N) and returns logits
-(N, K): the run's normalisation is folded in (:mod:`cnnkit.export.wrapper`). Each export is
+(N, K): the run's normalisation is folded in (:mod:`cnnkit.export.wrapper`). Localise, segment
+and detect runs export to ONNX only, with the task's decoding in the graph and named outputs
+(probabilities + boxes; logits + mask; boxes, scores, labels, with NMS as a documented
+post-step; see :mod:`cnnkit.export.onnx`). Each export is
 checked against PyTorch on several batch sizes and fails with :class:`ExportError` (and no file)
 when the outputs differ. The run folder (safetensors + JSON, ``cnnkit.load``) remains the
 native format; these files are for other runtimes. :mod:`cnnkit.export.runtime` runs
@@ -15,7 +18,7 @@ from cnnkit.export.errors import ExportError
 from cnnkit.export.onnx import export_onnx, onnx_session, read_onnx_metadata, verify_onnx
 from cnnkit.export.runtime import BACKENDS, use_backend
 from cnnkit.export.torchscript import export_program, export_torchscript
-from cnnkit.export.wrapper import PreprocessedModel
+from cnnkit.export.wrapper import TASK_OUTPUTS, PreprocessedModel, TaskOutputs
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "torch.export": ".pt2"}
 
@@ -33,6 +36,6 @@ def export(run_or_loaded, path, *, format: str = "onnx", **kwargs):  # noqa: A00
     return functions[format](run_or_loaded, path, **kwargs)
 
 
-__all__ = ["BACKENDS", "FORMATS", "ExportError", "PreprocessedModel", "export", "export_onnx",
-           "export_program", "export_torchscript", "onnx_session", "read_onnx_metadata",
-           "use_backend", "verify_onnx"]
+__all__ = ["BACKENDS", "FORMATS", "TASK_OUTPUTS", "ExportError", "PreprocessedModel",
+           "TaskOutputs", "export", "export_onnx", "export_program", "export_torchscript",
+           "onnx_session", "read_onnx_metadata", "use_backend", "verify_onnx"]

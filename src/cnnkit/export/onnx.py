@@ -1,11 +1,22 @@
 """ONNX export with the normalisation folded in, a dynamic batch axis, and verification.
 
 The exported graph has one input ``"images"`` (N, C, H, W) — uint8 0–255 pixels by default, see
-:mod:`cnnkit.export.wrapper` — and one output ``"logits"`` (N, K). Its ``metadata_props`` hold
-``cnnkit`` (a JSON object: class names, input shape and dtype, normalisation) so the file is
-self-describing. ``torch.onnx.export(..., dynamo=True)`` (the torch.export-based exporter, the
-default since PyTorch 2.9; it needs ``onnxscript``) writes it, and :func:`verify_onnx` runs
-onnxruntime on several batch sizes and compares with PyTorch before the file is trusted.
+:mod:`cnnkit.export.wrapper` — and named outputs: ``"logits"`` (N, K) for a classifier; for a
+task run the decoded outputs of :data:`~cnnkit.export.wrapper.TASK_OUTPUTS`:
+
+* localize: ``probabilities`` (N, K) and ``boxes`` (N, 4) pixel xyxy (decoding in the graph);
+* segment: ``logits`` (N, K, H, W) and ``mask`` (N, H, W) int64 per-pixel argmax;
+* detect: ``boxes`` (N, D, 4), ``scores`` (N, D), ``labels`` (N, D) from ``Detector.decode``
+  in the graph. Class-aware NMS is a documented post-step, not in the graph (the greedy loop
+  of ``cnnkit.tasks.nms.batched_nms`` is data-dependent and does not export cleanly): drop the
+  zero scores and apply NMS at the metadata's ``nms_iou``.
+
+Its ``metadata_props`` hold ``cnnkit`` (a JSON object: class names, input shape and dtype,
+normalisation; for task runs also ``task``, ``outputs`` and, for detection, ``postprocess``) so
+the file is self-describing. ``torch.onnx.export(..., dynamo=True)`` (the torch.export-based
+exporter, the default since PyTorch 2.9; it needs ``onnxscript``) writes it, and
+:func:`verify_onnx` runs onnxruntime on several batch sizes and compares every output with
+PyTorch before the file is trusted.
 """
 from __future__ import annotations
 
@@ -18,9 +29,9 @@ from pathlib import Path
 import torch
 
 from cnnkit.export.errors import ExportError
-from cnnkit.export.verify import DEFAULT_ATOL, DEFAULT_RTOL, check_close
-from cnnkit.export.wrapper import (PreprocessedModel, export_metadata, resolve_loaded,
-                                   sample_inputs)
+from cnnkit.export.verify import (DEFAULT_ATOL, DEFAULT_RTOL, check_close, check_detections,
+                                 check_mask_agreement)
+from cnnkit.export.wrapper import export_metadata, export_module, resolve_loaded, sample_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +69,9 @@ def export_onnx(run_or_loaded, path, *, fold_normalization: bool = True,
         verify: run :func:`verify_onnx` and delete the file if it fails.
 
     Shape:
-        graph input ``images`` (N, C, H, W) -> output ``logits`` (N, K); N is dynamic.
+        graph input ``images`` (N, C, H, W) -> output ``logits`` (N, K) for a classifier, or
+        a task run's named outputs (see the module docstring; a detector's NMS is left to the
+        caller); N is dynamic.
 
     Raises:
         ExportError: the exporter failed, or onnxruntime's outputs differ from PyTorch's.
@@ -74,8 +87,8 @@ def export_onnx(run_or_loaded, path, *, fold_normalization: bool = True,
     if not any(isinstance(f, _NoTorchvisionNotice) for f in registry_logger.filters):
         registry_logger.addFilter(_NoTorchvisionNotice())
     loaded = resolve_loaded(run_or_loaded)
-    wrapped = PreprocessedModel(loaded, input_dtype=input_dtype,
-                                fold_normalization=fold_normalization).eval()
+    wrapped, output_names = export_module(loaded, input_dtype=input_dtype,
+                                          fold_normalization=fold_normalization)
     metadata = export_metadata(loaded, input_dtype, fold_normalization)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +100,7 @@ def export_onnx(run_or_loaded, path, *, fold_normalization: bool = True,
             warnings.simplefilter("ignore", FutureWarning)
             program = torch.onnx.export(
                 wrapped, (example,), dynamo=True, opset_version=opset, verbose=False,
-                input_names=["images"], output_names=["logits"],
+                input_names=["images"], output_names=list(output_names),
                 dynamic_shapes={"x": {0: batch}}, external_data=False)
     except Exception as error:  # the exporter raises many types; all mean "no file"
         raise ExportError(f"torch.onnx.export failed for {type(loaded.model).__name__}: "
@@ -106,6 +119,8 @@ def export_onnx(run_or_loaded, path, *, fold_normalization: bool = True,
             raise
     logger.info("wrote %s (%d classes, input %s %s)", path, len(loaded.class_names),
                 metadata["input_dtype"], loaded.input_shape)
+    if "postprocess" in metadata:
+        logger.info("%s: %s", path, metadata["postprocess"])
     return path
 
 
@@ -159,18 +174,20 @@ def verify_onnx(path, run_or_loaded, *, fold_normalization: bool = True,
         run_or_loaded: the run folder or ``LoadedModel`` it was exported from.
         fold_normalization, input_dtype: as given to :func:`export_onnx`.
         batch_sizes: batch sizes to try (checks the dynamic batch axis).
-        rtol, atol: tolerance on the logits (``numpy.allclose``).
+        rtol, atol: tolerance on the logits, probabilities and boxes (``numpy.allclose``);
+            a ``mask`` output must agree on at least 99.9 % of its pixels, a detector's
+            outputs are compared by :func:`~cnnkit.export.verify.check_detections`.
         session: an ``InferenceSession`` of ``path`` already open (None: open one on the CPU).
 
     Returns:
-        The largest absolute difference seen.
+        The largest absolute difference seen (over the float outputs).
 
     Raises:
         ExportError: onnxruntime cannot load or run the file, or the outputs differ.
     """
     loaded = resolve_loaded(run_or_loaded)
-    wrapped = PreprocessedModel(loaded, input_dtype=input_dtype,
-                                fold_normalization=fold_normalization).eval()
+    wrapped, output_names = export_module(loaded, input_dtype=input_dtype,
+                                          fold_normalization=fold_normalization)
     if session is None:
         try:
             session = onnx_session(path)
@@ -181,13 +198,30 @@ def verify_onnx(path, run_or_loaded, *, fold_normalization: bool = True,
     for seed, batch_size in enumerate(batch_sizes):
         x = sample_inputs(loaded.input_shape, batch_size, dtype, seed=seed)
         with torch.inference_mode():
-            expected = wrapped(x).numpy()
+            expected = wrapped(x)
+        expected = [t.numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
         try:
-            (actual,) = session.run(["logits"], {"images": x.numpy()})
+            actual = session.run(list(output_names), {"images": x.numpy()})
         except Exception as error:
             raise ExportError(f"onnxruntime failed on {str(path)!r} with batch size "
                               f"{batch_size}: {error}") from error
-        worst = max(worst, check_close(expected, actual, rtol=rtol, atol=atol,
-                                       what=f"ONNX {str(path)!r} at batch size {batch_size}"))
+        what = f"ONNX {str(path)!r} at batch size {batch_size}"
+        worst = max(worst, _compare(loaded, output_names, expected, actual, what, rtol, atol))
     logger.info("verified %s: max |onnxruntime - torch| = %.3g", path, worst)
+    return worst
+
+
+def _compare(loaded, output_names, expected, actual, what: str, rtol: float,
+             atol: float) -> float:
+    """Compare every named output with PyTorch's; the largest float difference."""
+    if loaded.task == "detect":
+        return check_detections(expected, actual, score_threshold=loaded.model.score_threshold,
+                                what=what, rtol=rtol, atol=atol)
+    worst = 0.0
+    for name, e, a in zip(output_names, expected, actual):
+        if name == "mask":
+            check_mask_agreement(e, a, what=f"{what} (mask)")
+        else:
+            label = what if loaded.task == "classify" else f"{what} ({name})"
+            worst = max(worst, check_close(e, a, rtol=rtol, atol=atol, what=label))
     return worst

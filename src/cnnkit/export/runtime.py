@@ -21,6 +21,11 @@ the middle step, so both backends share every other line:
 onnxruntime runs the weights as they were when the backend was chosen: after changing
 ``loaded.model`` call :func:`use_backend` again.
 
+Task runs (localise, segment, detect) always predict in PyTorch: their predictions decode the
+network's raw outputs with the task model's own methods (``decode``, ``postprocess``), so
+``"auto"`` picks torch for them (logged) and ``"onnxruntime"`` is a ValueError. To run a task
+model in onnxruntime, export it with ``cnnkit export RUN`` (the decoding is in that graph).
+
 The exported file is cached in the run folder, ``RUN/.cache/onnx-<key>.onnx``, where the key is
 the SHA-256 of the weights (the digest ``weights.safetensors`` stores), the model's structure
 and the input shape: the first prediction exports (a few seconds), later ones load the file
@@ -204,6 +209,9 @@ def onnx_forward(loaded: LoadedModel, *, cache_dir: str | Path | None = None,
 
 def _unavailable_reason(loaded: LoadedModel) -> str | None:
     """Why onnxruntime cannot run ``loaded`` here, or None if it can."""
+    if loaded.task != "classify":
+        return (f"the run's model does {loaded.task!r}, and only classifiers predict through "
+                "onnxruntime (for an onnxruntime model of this run, use cnnkit export RUN)")
     missing = [name for name in ("onnxruntime", "onnx", "onnxscript")
                if importlib.util.find_spec(name) is None]
     if missing:
@@ -234,7 +242,8 @@ def use_backend(loaded: LoadedModel, backend: str = "auto", *,
             ``"onnxruntime"`` always exports when it must.
 
     Raises:
-        ValueError: an unknown backend, or ``"onnxruntime"`` where it cannot run.
+        ValueError: an unknown backend, or ``"onnxruntime"`` where it cannot run (also for a
+            localise, segment or detect run: those predict in torch).
         ExportError: ``"onnxruntime"`` and the model does not export faithfully.
 
     Example:

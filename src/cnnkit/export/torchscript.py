@@ -28,6 +28,10 @@ VERIFY_BATCH_SIZES = (1, 3, 8)
 
 def _wrapped(run_or_loaded, input_dtype: str, fold_normalization: bool):
     loaded = resolve_loaded(run_or_loaded)
+    if loaded.task != "classify":
+        raise ValueError(f"TorchScript and torch.export files are made for classifiers; this run "
+                         f"does {loaded.task!r}: export it with format='onnx' (cnnkit export RUN "
+                         "--format onnx), whose graph includes the task's decoding")
     wrapped = PreprocessedModel(loaded, input_dtype=input_dtype,
                                 fold_normalization=fold_normalization).eval()
     return loaded, wrapped
@@ -71,6 +75,7 @@ def export_torchscript(run_or_loaded, path, *, fold_normalization: bool = True,
 
     Raises:
         ExportError: tracing failed or the reloaded file's outputs differ.
+        ValueError: a localise, segment or detect run (export those to ONNX).
 
     Example:
         >>> export_torchscript("runs/digits", "digits.pt")  # doctest: +SKIP
@@ -113,7 +118,7 @@ def export_program(run_or_loaded, path, *, fold_normalization: bool = True,
 
     Raises:
         ExportError: capture failed or the reloaded program's outputs differ.
-        ValueError: ``path`` does not end in ``.pt2``.
+        ValueError: ``path`` does not end in ``.pt2``, or a task run (export those to ONNX).
 
     Example:
         >>> export_program("runs/digits", "digits.pt2")  # doctest: +SKIP

@@ -8,7 +8,9 @@ training set's mean and std. :class:`PreprocessedModel` folds them into the grap
 * ``input_dtype="float32"``: the input is float32 pixels on the 0–1 scale, and the model computes
   ``(x - mean[c]) / std[c]``.
 
-Either way the output is the network's logits (N, K); apply a softmax for probabilities.
+Either way a classifier's output is the network's logits (N, K); apply a softmax for
+probabilities. Task runs (localise, segment, detect) are wrapped in :class:`TaskOutputs`, which
+adds the task's decoding to the graph and returns the named outputs of :data:`TASK_OUTPUTS`.
 """
 from __future__ import annotations
 
@@ -17,9 +19,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnkit.train.run_folder import LoadedModel, load_run
+from cnnkit.run.folder import LoadedModel, load_run
 
 INPUT_DTYPES = ("uint8", "float32")
+# The named outputs of an exported graph, per task, in the order the wrapper returns them.
+TASK_OUTPUTS = {
+    "classify": ("logits",),
+    "localize": ("probabilities", "boxes"),
+    "segment": ("logits", "mask"),
+    "detect": ("boxes", "scores", "labels"),
+}
 
 
 def resolve_loaded(run_or_loaded) -> LoadedModel:
@@ -86,6 +95,82 @@ class PreprocessedModel(nn.Module):
         return self.network(x)
 
 
+class TaskOutputs(nn.Module):
+    """Pixels -> normalisation -> a task model -> its decoded outputs, all in one graph.
+
+    The decoding is the task model's own (in-graph torch ops), so an exported file gives what
+    ``cnnkit predict`` gives at the run's input size:
+
+    * localize: ``softmax(logits)`` and ``LocalizationModel.decode`` (pixel xyxy, clipped);
+    * segment: the logits and their per-pixel argmax (int64 class indices);
+    * detect: ``Detector.decode`` (top-D heatmap peaks, score 0 below the score threshold).
+      Class-aware NMS is *not* in the graph (greedy NMS is a data-dependent loop that does not
+      export cleanly): drop the zero scores and apply ``cnnkit.tasks.nms.batched_nms`` at the
+      model's ``nms_iou`` afterwards (the ONNX metadata's ``postprocess`` says so).
+
+    Args:
+        loaded: a task run (``loaded.task`` one of localize, segment, detect).
+        input_dtype, fold_normalization: as :class:`PreprocessedModel`.
+
+    Shape:
+        (N, C, H, W) pixels ->
+        localize ``(probabilities (N, K), boxes (N, 4))``;
+        segment ``(logits (N, K, H, W), mask (N, H, W) int64)``;
+        detect ``(boxes (N, D, 4), scores (N, D), labels (N, D) int64)``, D = max_detections.
+
+    Raises:
+        ValueError: ``loaded`` is a classifier (export it with :class:`PreprocessedModel`).
+
+    Example:
+        >>> wrapped = TaskOutputs(load_run("runs/loc"))  # doctest: +SKIP
+        >>> pixels = torch.zeros(2, 1, 64, 64, dtype=torch.uint8)
+        >>> probabilities, boxes = wrapped(pixels)  # doctest: +SKIP
+    """
+
+    def __init__(self, loaded: LoadedModel, *, input_dtype: str = "uint8",
+                 fold_normalization: bool = True):
+        super().__init__()
+        if loaded.task not in TASK_OUTPUTS or loaded.task == "classify":
+            raise ValueError(f"TaskOutputs wraps localize, segment or detect runs, got a run with "
+                             f"task {loaded.task!r}; wrap a classifier in PreprocessedModel")
+        self.preprocessed = PreprocessedModel(loaded, input_dtype=input_dtype,
+                                              fold_normalization=fold_normalization)
+        self.task = loaded.task
+        self.size = (int(loaded.input_shape[1]), int(loaded.input_shape[2]))
+
+    @property
+    def input_dtype(self) -> str:
+        return self.preprocessed.input_dtype
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        output = self.preprocessed(x)
+        network = self.preprocessed.network
+        if self.task == "localize":
+            probabilities = torch.softmax(output["logits"], dim=1)  # (N, K)
+            return probabilities, network.decode(output, self.size)  # (N, 4) pixels
+        if self.task == "segment":
+            return output, output.argmax(dim=1)  # (N, K, H, W), (N, H, W) int64
+        return network.decode(output)  # (N, D, 4), (N, D), (N, D)
+
+
+def export_module(loaded: LoadedModel, *, input_dtype: str = "uint8",
+                  fold_normalization: bool = True) -> tuple[nn.Module, tuple[str, ...]]:
+    """The module to export for ``loaded``'s task (in eval mode) and its output names.
+
+    A classifier gets :class:`PreprocessedModel` (one output, ``logits``), a task run
+    :class:`TaskOutputs` (the names of :data:`TASK_OUTPUTS`).
+
+    Raises:
+        ValueError: an unknown task or a bad ``input_dtype``.
+    """
+    if loaded.task not in TASK_OUTPUTS:
+        raise ValueError(f"the run's task {loaded.task!r} cannot be exported; expected one of "
+                         f"{tuple(TASK_OUTPUTS)}")
+    cls = PreprocessedModel if loaded.task == "classify" else TaskOutputs
+    module = cls(loaded, input_dtype=input_dtype, fold_normalization=fold_normalization).eval()
+    return module, TASK_OUTPUTS[loaded.task]
+
+
 def unshadow_submodules(model: nn.Module) -> nn.Module:
     """Make every submodule reachable by attribute, for tools that look them up that way.
 
@@ -115,9 +200,49 @@ def sample_inputs(input_shape, batch_size: int, input_dtype: str, *,
     return torch.rand(shape, generator=generator)
 
 
+def _task_outputs_doc(loaded: LoadedModel) -> dict:
+    """The ``task``, ``outputs`` (and for detection ``postprocess``) entries of the metadata."""
+    c, h, w = loaded.input_shape
+    if loaded.task == "localize":
+        outputs = {"probabilities": "(N, K) class probabilities (softmax of the logits)",
+                   "boxes": f"(N, 4) x_min, y_min, x_max, y_max in pixels of the {h}x{w} "
+                            "input, max exclusive"}
+        return {"task": "localize", "outputs": outputs}
+    if loaded.task == "segment":
+        outputs = {"logits": f"(N, K, {h}, {w}) per-pixel class logits",
+                   "mask": f"(N, {h}, {w}) int64 class index per pixel (argmax of the logits)"}
+        return {"task": "segment", "outputs": outputs}
+    model = loaded.model
+    outputs = {"boxes": f"(N, {model.max_detections}, 4) x_min, y_min, x_max, y_max in pixels "
+                        f"of the {h}x{w} input, by descending score",
+               "scores": f"(N, {model.max_detections}) scores, 0 below the score threshold "
+                         f"{model.score_threshold}",
+               "labels": f"(N, {model.max_detections}) int64 class indices"}
+    postprocess = (f"NMS is not in the graph: drop detections with score 0, then apply "
+                   f"class-aware non-maximum suppression at IoU {model.nms_iou} per image "
+                   "(cnnkit.tasks.nms.batched_nms)")
+    return {"task": "detect", "outputs": outputs, "postprocess": postprocess,
+            "score_threshold": model.score_threshold, "max_detections": model.max_detections,
+            "nms_iou": model.nms_iou}
+
+
 def export_metadata(loaded: LoadedModel, input_dtype: str, fold_normalization: bool) -> dict:
-    """What a user of the exported file needs: classes, input shape/type, normalisation."""
+    """What a user of the exported file needs: classes, input shape/type, normalisation.
+
+    A task run's metadata also has ``task`` and ``outputs`` (one description per named output);
+    a detector's has ``postprocess`` (the NMS step left out of the graph) and its settings.
+    """
     norm = loaded.normalization
+    if loaded.task != "classify":
+        return {
+            "class_names": list(loaded.class_names),
+            "input_shape": list(loaded.input_shape),
+            "input_dtype": input_dtype if fold_normalization else "float32",
+            "normalization_folded": fold_normalization,
+            "normalization": None if norm is None else {"mean": list(norm.mean),
+                                                        "std": list(norm.std)},
+            **_task_outputs_doc(loaded),
+        }
     return {
         "class_names": list(loaded.class_names),
         "input_shape": list(loaded.input_shape),

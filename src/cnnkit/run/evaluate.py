@@ -12,10 +12,13 @@ from typing import Any
 import torch
 
 from cnnkit.data.open import open_data
+from cnnkit.data.open_annotated import open_annotated
 from cnnkit.errors import DataError
 from cnnkit.run.folder import LoadedModel
 from cnnkit.run.predict import IMAGE_SUFFIXES, expand_inputs, predict_files
 from cnnkit.tasks.classification import ClassReport, confusion_matrix, format_confusion
+from cnnkit.tasks.coco_eval import voc_ap
+from cnnkit.tasks.objective import objective_for
 
 
 @dataclass(frozen=True)
@@ -94,5 +97,80 @@ def evaluate_run(loaded: LoadedModel, data: str, *, split: str = "test",
                            batch_size=batch_size, tta=tta)
 
 
-__all__ = ["IMAGE_SUFFIXES", "EvaluationReport", "evaluate_images", "evaluate_run",
-           "expand_inputs", "predict_files"]
+@dataclass(frozen=True)
+class TaskEvaluationReport:
+    """The metrics of a localise / segment / detect run on one split.
+
+    ``metrics`` holds the task's keys: ``accuracy``, ``mean_iou``, ``iou50`` (localize);
+    ``miou``, ``pixel_accuracy``, ``per_class_iou`` (segment, a list with None for a class in
+    neither truth nor prediction); ``map``, ``map50``, ``map75``, ``per_class_ap``, ``recall``
+    (detect, pycocotools) and ``voc_map50`` (Pascal VOC AP@0.5, all-point); and ``loss``.
+    """
+
+    task: str
+    split: str
+    num_images: int
+    metrics: dict[str, Any]
+    class_names: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "split": self.split, "num_images": self.num_images,
+                **self.metrics, "class_names": self.class_names}
+
+    def to_text(self) -> str:
+        head = f"{self.split}: {self.num_images} images ({self.task})"
+        lines = [head]
+        for key, value in self.metrics.items():
+            if isinstance(value, float):
+                lines.append(f"  {key:<15} {value:.4f}")
+        per_class = self.metrics.get("per_class_iou") or self.metrics.get("per_class_ap")
+        if per_class is not None:
+            values = (per_class.values() if isinstance(per_class, dict) else per_class)
+            name = "IoU" if "per_class_iou" in self.metrics else "AP"
+            lines.append(f"\n  {'class':<15} {name}")
+            for cls, value in zip(self.class_names, values):
+                shown = "absent" if value is None else f"{value:.4f}"
+                lines.append(f"  {cls:<15} {shown}")
+        return "\n".join(lines)
+
+
+def evaluate_task_run(loaded: LoadedModel, data: str, *, split: str = "test",
+                      data_dir: str | None = None, batch_size: int = 64) -> TaskEvaluationReport:
+    """Open ``data`` (localise/segment/detect) at the run's input size and evaluate one split.
+
+    The run's ``val_split`` and ``seed`` are reused (``split="val"`` is training's own
+    validation part; generated scenes are the same for the same seed).
+
+    Raises:
+        DataError: the data's task or classes differ from the run's, or no such split.
+    """
+    c, h, w = loaded.input_shape
+    splits = open_annotated(data, task=loaded.task, data_dir=data_dir, size=(h, w), channels=c,
+                            val_split=loaded.config.get("val_split", 0.1),
+                            seed=loaded.config.get("seed", 0))
+    parts = splits.parts()
+    if split not in parts:
+        raise DataError(f"--data {data!r} has no {split!r} split; choose --split from "
+                        f"{', '.join(parts)}")
+    part = parts[split]
+    if list(part.class_names) != list(loaded.class_names):
+        raise DataError(f"--data {data!r} has classes {part.class_names!r} but the model was "
+                        f"trained on {loaded.class_names!r}; evaluate on data with the same "
+                        "classes")
+    objective = objective_for(loaded.model, loaded.task, loaded.input_shape, loaded.class_names)
+    metrics = objective.metrics()
+    targets = part.targets()
+    with torch.inference_mode():
+        for start in range(0, len(part), batch_size):
+            batch = {k: v[start:start + batch_size] for k, v in targets.items()}
+            out = loaded.outputs(part.images[start:start + batch_size], batch_size=batch_size)
+            metrics.update(objective.loss(out, batch), out, batch)
+    results = metrics.compute()
+    if loaded.task == "detect":
+        results["voc_map50"] = voc_ap(metrics.inner.ground_truth, metrics.inner.detections,
+                                      loaded.class_names)["map50"]
+    return TaskEvaluationReport(loaded.task, split, len(part), results, list(loaded.class_names))
+
+
+__all__ = ["IMAGE_SUFFIXES", "EvaluationReport", "TaskEvaluationReport", "evaluate_images",
+           "evaluate_run", "evaluate_task_run", "expand_inputs", "predict_files"]

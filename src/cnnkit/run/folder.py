@@ -40,6 +40,7 @@ from cnnkit.errors import CheckpointError
 from cnnkit.models.registry import build_architecture
 from cnnkit.run.atomic import atomic_path, atomic_write_text
 from cnnkit.run.outputs import predict_proba
+from cnnkit.tasks.build import build_task_model
 
 log = logging.getLogger(__name__)
 
@@ -144,9 +145,10 @@ def read_json(path: str | Path) -> Any:
 
 
 def model_metadata(model: nn.Module, class_names: Sequence[str], normalization,
-                   input_shape: Sequence[int]) -> dict[str, Any]:
+                   input_shape: Sequence[int], *, task: str = "classify") -> dict[str, Any]:
     """The content of ``model.json``: how to rebuild the model and feed it images."""
     return {
+        "task": task,
         "architecture": getattr(model, "architecture", None),
         "class_names": [str(c) for c in class_names],
         "normalization": None if normalization is None else normalization.to_dict(),
@@ -191,6 +193,8 @@ class LoadedModel:
         backend: what runs the network in ``predict*``: ``"torch"`` or ``"onnxruntime"``
             (``cnnkit.load(..., backend=)``, :mod:`cnnkit.export.runtime`).
         forward: the network's forward pass when it is not ``model`` itself (onnxruntime).
+        task: what the model does: ``classify``, ``localize``, ``segment`` or ``detect``
+            (``cnnkit.run.task_predict`` turns the other tasks' outputs into boxes and masks).
 
     Example:
         >>> m = load_run("runs/digits")  # doctest: +SKIP
@@ -204,6 +208,7 @@ class LoadedModel:
     config: dict[str, Any]
     backend: str = "torch"
     forward: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+    task: str = "classify"
 
     def _prepare(self, images) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
@@ -215,21 +220,48 @@ class LoadedModel:
                              f"got {tuple(x.shape)!r}; images laid out (N, H, W, C) need "
                              "x.permute(0, 3, 1, 2)")
         if tuple(x.shape[1:]) != (c, h, w):
-            # The rule the training data went through (open_data): grey <-> RGB, then resize
-            # with the shorter side scaled and the centre cropped.
+            # The rule the training data went through: grey <-> RGB, then (open_data) resize
+            # with the shorter side scaled and the centre cropped; boxes and masks (the other
+            # tasks' readers) are stretched, so that they map back onto the whole image.
             if x.dtype != torch.uint8:  # float 0–1 -> uint8 0–255 for the resize
                 x = x.float().mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
-            x = resize_images(convert_channels(x, c), (h, w), resize="crop")
+            x = resize_images(convert_channels(x, c), (h, w),
+                              resize="crop" if self.task == "classify" else "stretch")
         if self.normalization is not None:
             return self.normalization.apply(x)
         return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+    def outputs(self, images, *, batch_size: int = 256):
+        """The network's raw outputs for uint8 (0–255) or float (0–1) images, in order.
+
+        Shape:
+            images (N, C, H, W) -> a tensor ``(N, ...)`` or a dict of ``(N, ...)`` tensors
+            (a task model's output, e.g. ``{"logits": (N, K), "boxes": (N, 4)}``).
+        """
+        x = self._prepare(images)
+        forward = self.forward or self.model
+        parts = []
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                parts.append(forward(x[i:i + batch_size]))
+        if isinstance(parts[0], torch.Tensor):
+            return torch.cat(parts)
+        return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
     def predict_proba(self, images, *, batch_size: int = 256, tta: bool = False) -> torch.Tensor:
         """Class probabilities for uint8 (0–255) or float (0–1) images.
 
         Shape:
             images (N, C, H, W) or (C, H, W) -> (N, K) float32.
+
+        Raises:
+            ValueError: the run is not a classifier (its task's boxes and masks come from
+                ``cnnkit.run.task_predict.predict_task_images``).
         """
+        if self.task != "classify":
+            raise ValueError(f"this run's model does {self.task!r}, not classification; get its "
+                             "predictions with cnnkit.run.task_predict.predict_task_images "
+                             "(or cnnkit predict RUN IMAGES)")
         x = self._prepare(images)
         batches = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
         return predict_proba(self.model, batches, tta=tta, forward=self.forward)
@@ -274,7 +306,8 @@ def load_run(path: str | Path, *, model: nn.Module | None = None,
         if not meta.get("architecture"):
             raise CheckpointError(f"{str(run / MODEL_FILE)!r} has no architecture (the model was "
                                   "a plain nn.Module); pass model=<an instance> to load_run")
-        model = build_architecture(meta["architecture"])
+        arch = meta["architecture"]
+        model = build_task_model(arch) if arch.get("type") == "task" else build_architecture(arch)
     try:
         load_weights(model, run / WEIGHTS_FILE)
     except CorruptWeightsError as exc:
@@ -289,4 +322,4 @@ def load_run(path: str | Path, *, model: nn.Module | None = None,
         normalization = Normalization.from_dict(meta["normalization"])
     config = read_json(run / CONFIG_FILE) if (run / CONFIG_FILE).is_file() else {}
     return LoadedModel(model, list(meta["class_names"]), normalization,
-                       tuple(meta["input_shape"]), config)
+                       tuple(meta["input_shape"]), config, task=meta.get("task", "classify"))

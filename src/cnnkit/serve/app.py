@@ -5,11 +5,18 @@ Endpoints (the OpenAPI description is at ``/openapi.json``, browsable at ``/docs
 * ``POST /predict``: one image or a batch (multipart ``file`` fields, JSON, or a raw
   ``image/*`` body; see :mod:`cnnkit.serve.decode`) -> the ``top_k`` classes with
   probabilities. Requests from all clients are grouped into batched forward passes
-  (:mod:`cnnkit.serve.batching`).
+  (:mod:`cnnkit.serve.batching`). For a localise, segment or detect run the uploads keep their
+  own size and the answer is in their pixels (:func:`task_response`):
+  ``{"task": "localize", "label", "probability", "box"}``,
+  ``{"task": "segment", "mask_png", "overlay_png", "areas"}`` (base64 PNGs: class indices as
+  grey levels, and the class colours over the image) or
+  ``{"task": "detect", "detections": [{"label", "score", "box"}, ...]}``; boxes are
+  ``[x_min, y_min, x_max, y_max]`` pixels, max exclusive.
 * ``POST /features``: one image -> every class probability, the model's input as it saw it,
   and each layer's feature maps as small PNGs (for the web page). These requests go through a
   second batcher on a private copy of the model (feature maps need hooks, and ``/predict`` may
   run onnxruntime): one pass at a time, shared by whatever is queued when it starts.
+  Classifiers only (400 ``not_a_classifier`` for a task run).
 * ``GET /health``, ``GET /model`` (architecture, classes, input size, layer summary),
   ``GET /`` the web page (plain HTML/JS from ``static/``, no network access needed).
 
@@ -22,6 +29,7 @@ queue is full). :func:`server_options` gives the uvicorn settings that go with a
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import json
@@ -44,6 +52,7 @@ from cnnkit._checks import check_positive_int, format_shape_hwc
 from cnnkit.export.runtime import CACHE_DIR, check_backend, use_backend
 from cnnkit.export.wrapper import resolve_loaded
 from cnnkit.inspect.summary import summary
+from cnnkit.run.task_predict import predict_task_images
 from cnnkit.serve.batching import BatchConfig, BatchTimeout, DynamicBatcher, QueueFull
 from cnnkit.serve.decode import (RequestError, ServeLimits, decode_image_bytes,
                                  decode_json_body)
@@ -51,6 +60,7 @@ from cnnkit.serve.features import (LayerMaps, batch_feature_maps, encode_layers,
                                    image_to_png_base64)
 from cnnkit.serve.limits import (BodyLimitMiddleware, BodyReadTimeout, BodyTooLarge,
                                  ReadDeadlineMiddleware)
+from cnnkit.viz.overlay import overlay_mask, png_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +143,36 @@ class ServeConfig:
         check_backend(self.backend)
 
 
+def _b64_png(array: np.ndarray) -> str:
+    return base64.b64encode(png_bytes(array)).decode("ascii")
+
+
+def task_response(task: str, image: np.ndarray, result: dict, num_classes: int) -> dict:
+    """The ``/predict`` JSON of one image of a task run, from its ``predict_task_images`` entry.
+
+    Args:
+        task: "localize", "segment" or "detect".
+        image: the uploaded image, uint8 (C, H, W) at its own size.
+        result: what :func:`cnnkit.run.task_predict.predict_task_images` gave for it.
+        num_classes: K (the segment palette).
+
+    Shape:
+        segment: ``mask_png`` is a grey (H, W) PNG whose values are class indices,
+        ``overlay_png`` an RGB (H, W) PNG; the image's own H and W.
+
+    Example:
+        >>> task_response("localize", image, {"label": "3", "probability": 0.9,
+        ...                                   "box": [1, 2, 10, 12]}, 10)  # doctest: +SKIP
+        {'task': 'localize', 'label': '3', 'probability': 0.9, 'box': [1, 2, 10, 12]}
+    """
+    if task == "segment":
+        mask = result["mask"].numpy()  # (H, W) uint8 class indices
+        return {"task": task, "mask_png": _b64_png(mask),
+                "overlay_png": _b64_png(overlay_mask(image, mask, num_classes)),
+                "areas": result["areas"]}
+    return {"task": task, **result}
+
+
 def _error(status: int, error: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status)
 
@@ -159,7 +199,11 @@ class ModelService:
         self.loaded = loaded
         self.config = config
         self.input_shape = tuple(loaded.input_shape)
-        self.batcher = DynamicBatcher(self._predict_batch, config.batch)
+        self.task = loaded.task
+        if self.task == "classify":
+            self.batcher = DynamicBatcher(self._predict_batch, config.batch)
+        else:  # uploads keep their own sizes: the batch is a list, resized by task_predict
+            self.batcher = DynamicBatcher(self._task_batch, config.batch, stack=False)
         feature_batch = replace(config.batch, max_wait_ms=config.feature_max_wait_ms,
                                 max_batch=min(config.batch.max_batch, config.feature_max_batch))
         self.feature_batcher = DynamicBatcher(self._features_batch, feature_batch)
@@ -171,6 +215,11 @@ class ModelService:
         with torch.inference_mode():
             return self.loaded.predict_proba(torch.from_numpy(batch)).numpy()
 
+    def _task_batch(self, images: list[np.ndarray]) -> list[dict]:
+        """uint8 (C, H_i, W_i) images -> their boxes or masks in their own pixels."""
+        with torch.inference_mode():
+            return predict_task_images(self.loaded, [torch.from_numpy(i) for i in images])
+
     def _model_info(self) -> dict:
         loaded = self.loaded
         norm = loaded.normalization
@@ -180,6 +229,7 @@ class ModelService:
             table = f"(no summary: {error})"
         return {
             "model": type(loaded.model).__name__,
+            "task": loaded.task,
             "backend": loaded.backend,
             "architecture": getattr(loaded.model, "architecture", None),
             "class_names": list(loaded.class_names),
@@ -227,6 +277,7 @@ async def _read_images(request: Request, service: ModelService) -> tuple[list[np
     """Decode the request body into uint8 images (C, H, W) and whether it was a batch."""
     limits = service.config.limits
     shape = service.input_shape
+    keep_size = service.task != "classify"  # boxes and masks go back onto the upload's pixels
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         # The body size is already bounded by the middleware; the image count is checked here.
@@ -245,7 +296,8 @@ async def _read_images(request: Request, service: ModelService) -> tuple[list[np
             detail = getattr(error, "detail", None) or getattr(error, "message", str(error))
             raise RequestError(400, "bad_multipart",
                                f"the multipart body cannot be parsed ({detail})") from None
-        images = [await run_in_threadpool(decode_image_bytes, data, shape, limits)
+        images = [await run_in_threadpool(decode_image_bytes, data, shape, limits,
+                                          keep_size=keep_size)
                   for data in contents]
         return images, len(images) > 1
     body = await request.body()
@@ -256,9 +308,11 @@ async def _read_images(request: Request, service: ModelService) -> tuple[list[np
             parsed = json.loads(body)
         except (ValueError, RecursionError) as error:
             raise RequestError(400, "bad_json", f"the body is not valid JSON ({error})") from None
-        return await run_in_threadpool(decode_json_body, parsed, shape, limits)
+        return await run_in_threadpool(decode_json_body, parsed, shape, limits,
+                                       keep_size=keep_size)
     if content_type.startswith("image/"):
-        return [await run_in_threadpool(decode_image_bytes, body, shape, limits)], False
+        return [await run_in_threadpool(decode_image_bytes, body, shape, limits,
+                                        keep_size=keep_size)], False
     raise RequestError(415, "unsupported_media_type",
                        f"Content-Type {content_type or '(none)'!r} is not accepted; send "
                        "multipart/form-data (field 'file'), application/json or image/*")
@@ -299,9 +353,11 @@ def create_app(run_or_loaded, config: ServeConfig | None = None) -> FastAPI:
             await service.feature_batcher.stop()
             await service.batcher.stop()
 
+    does = {"classify": "Classifies", "localize": "Finds the class and box of",
+            "segment": "Segments", "detect": "Detects the objects in"}[service.task]
     app = FastAPI(title="cnnkit model server", lifespan=lifespan,
-                  description=f"Classifies {service.info['input']} images into "
-                              f"{len(service.loaded.class_names)} classes.")
+                  description=f"{does} {service.info['input']} images ("
+                              f"{len(service.loaded.class_names)} classes).")
     app.state.service = service
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.limits.max_upload_bytes)
     app.add_middleware(ReadDeadlineMiddleware, timeout_s=config.read_timeout_s)
@@ -341,17 +397,28 @@ def create_app(run_or_loaded, config: ServeConfig | None = None) -> FastAPI:
 
     @app.post("/predict", openapi_extra={"requestBody": _REQUEST_BODY_DOC}, responses=_ERRORS_DOC)
     async def predict(request: Request, top_k: int | None = Query(None, ge=1)):
-        """Top-k classes with probabilities for one image, or for each image of a batch."""
+        """Top-k classes with probabilities (a task run: its box, mask or detections) for one
+        image, or for each image of a batch."""
         images, is_batch = await _read_images(request, service)
-        k = top_k or config.top_k
         rows = await batched(service.batcher, images)
-        results = [{"predictions": service.top_k(row, k)} for row in rows]
+        if service.task == "classify":
+            k = top_k or config.top_k
+            results = [{"predictions": service.top_k(row, k)} for row in rows]
+        else:
+            num_classes = len(service.loaded.class_names)
+            results = [await run_in_threadpool(task_response, service.task, image, row,
+                                               num_classes)
+                       for image, row in zip(images, rows)]
         return {"results": results} if is_batch else results[0]
 
     @app.post("/features", openapi_extra={"requestBody": _REQUEST_BODY_DOC},
               responses=_ERRORS_DOC)
     async def features(request: Request):
         """All class probabilities and every layer's feature maps (PNG, base64) for one image."""
+        if service.task != "classify":
+            raise RequestError(400, "not_a_classifier",
+                               f"/features shows a classifier's probabilities and layers; this "
+                               f"run does {service.task!r}: use /predict")
         images, is_batch = await _read_images(request, service)
         if is_batch:
             raise RequestError(400, "batch_not_supported",

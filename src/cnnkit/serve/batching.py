@@ -63,6 +63,9 @@ class DynamicBatcher:
             per-image results, e.g. ``/features``' probabilities and feature maps); runs in a
             worker thread, one batch at a time.
         config: batch size, wait, timeout and queue limits.
+        stack: True: ``predict`` gets one stacked array (every image has the same shape);
+            False: a list of the images (of any sizes, e.g. a task run's uploads at their own
+            size).
 
     Shape:
         :meth:`submit` takes one (C, H, W) image and returns its (K,) row (its entry of
@@ -74,9 +77,11 @@ class DynamicBatcher:
         >>> # await batcher.start(); row = await batcher.submit(image); await batcher.stop()
     """
 
-    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], config: BatchConfig):
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], config: BatchConfig, *,
+                 stack: bool = True):
         self.predict = predict
         self.config = config
+        self.stack = stack
         self.batches_run = 0
         self.images_run = 0
         self._queue: asyncio.Queue | None = None
@@ -145,7 +150,8 @@ class DynamicBatcher:
             items = await self._collect()
             if not items:
                 continue
-            batch = np.stack([image for image, _ in items])  # n x (C, H, W) -> (n, C, H, W)
+            images = [image for image, _ in items]
+            batch = np.stack(images) if self.stack else images  # n x (C, H, W) -> (n, C, H, W)
             try:
                 outputs = await asyncio.to_thread(self.predict, batch)
             except Exception as error:  # a failed pass fails its requests, not the server

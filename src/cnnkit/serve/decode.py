@@ -10,8 +10,10 @@ Accepted forms of one image (see the server's OpenAPI page for the full request 
 
 Files are decoded with Pillow and converted to the model's channels and size by the same rule
 as image folders (:mod:`cnnkit.data.folder`: grayscale luma or RGB, EXIF orientation applied,
-scale the shorter side and centre-crop). The pixel count is checked from the header before any
-decoding, and Pillow's decompression-bomb guard stays on.
+scale the shorter side and centre-crop). For a localise, segment or detect run
+(``keep_size=True``) files keep their own size (only the channels are converted): the server
+maps boxes and masks back onto the uploaded image. The pixel count is checked from the header
+before any decoding, and Pillow's decompression-bomb guard stays on.
 """
 from __future__ import annotations
 
@@ -61,16 +63,18 @@ class RequestError(Exception):
         self.detail = detail
 
 
-def decode_image_bytes(data: bytes, input_shape, limits: ServeLimits) -> np.ndarray:
+def decode_image_bytes(data: bytes, input_shape, limits: ServeLimits, *,
+                       keep_size: bool = False) -> np.ndarray:
     """Decode an encoded image (PNG, JPEG, ...) into the model's uint8 (C, H, W).
 
     Args:
         data: the file's bytes.
         input_shape: the model's (C, H, W).
         limits: ``max_pixels`` applies, from the header, before decoding.
+        keep_size: keep the image's own (H', W') (only the channels become the model's).
 
     Shape:
-        any (H', W') image -> (C, H, W) = ``input_shape``.
+        any (H', W') image -> (C, H, W) = ``input_shape``, or (C, H', W') with ``keep_size``.
 
     Raises:
         RequestError: 400 empty or not an image, 422 truncated/corrupt, 413 too many pixels.
@@ -107,14 +111,16 @@ def decode_image_bytes(data: bytes, input_shape, limits: ServeLimits) -> np.ndar
                                f"the image is {image.size[0]}x{image.size[1]} = {pixels} pixels, "
                                f"more than the server's limit of {limits.max_pixels}; shrink it")
         try:
-            return image_to_array(image, channels=channels, size=(height, width))
+            return image_to_array(image, channels=channels,
+                                  size=None if keep_size else (height, width))
         except (*DECODE_ERRORS, Image.DecompressionBombError) as error:
             raise RequestError(422, "corrupt_image",
                                f"the image could not be decoded: it is truncated or corrupt "
                                f"({error})") from None
 
 
-def decode_base64(text, limits: ServeLimits, input_shape) -> np.ndarray:
+def decode_base64(text, limits: ServeLimits, input_shape, *,
+                  keep_size: bool = False) -> np.ndarray:
     """A base64 string (or ``data:`` URL) of an encoded image -> uint8 (C, H, W).
 
     Raises:
@@ -132,7 +138,7 @@ def decode_base64(text, limits: ServeLimits, input_shape) -> np.ndarray:
         raise RequestError(400, "bad_base64",
                            f'"image" is not valid base64 ({error}); encode the file\'s bytes '
                            "with standard base64") from None
-    return decode_image_bytes(data, input_shape, limits)
+    return decode_image_bytes(data, input_shape, limits, keep_size=keep_size)
 
 
 def decode_pixels(value, input_shape) -> np.ndarray:
@@ -170,8 +176,12 @@ def decode_pixels(value, input_shape) -> np.ndarray:
     return np.ascontiguousarray(np.rint(array).astype(np.uint8))
 
 
-def decode_json_item(item, input_shape, limits: ServeLimits) -> np.ndarray:
+def decode_json_item(item, input_shape, limits: ServeLimits, *,
+                     keep_size: bool = False) -> np.ndarray:
     """One JSON image object (``{"image": ...}`` or ``{"pixels": ...}``) -> uint8 (C, H, W).
+
+    ``keep_size`` applies to ``"image"`` files (see :func:`decode_image_bytes`); ``"pixels"``
+    always have the model's (H, W).
 
     Raises:
         RequestError: 400 neither or both keys, and what the decoders raise.
@@ -181,12 +191,13 @@ def decode_json_item(item, input_shape, limits: ServeLimits) -> np.ndarray:
                            'each image must be a JSON object with exactly one of "image" '
                            '(base64 file) or "pixels" (nested list 0-255)')
     if "image" in item:
-        return decode_base64(item["image"], limits, input_shape)
+        return decode_base64(item["image"], limits, input_shape, keep_size=keep_size)
     return decode_pixels(item["pixels"], input_shape)
 
 
-def decode_json_body(body, input_shape, limits: ServeLimits) -> tuple[list[np.ndarray], bool]:
-    """A parsed JSON body -> (images, is_batch).
+def decode_json_body(body, input_shape, limits: ServeLimits, *,
+                     keep_size: bool = False) -> tuple[list[np.ndarray], bool]:
+    """A parsed JSON body -> (images, is_batch); ``keep_size`` as :func:`decode_json_item`.
 
     Raises:
         RequestError: 400 a body of the wrong form, 413 too many images, and what
@@ -201,5 +212,6 @@ def decode_json_body(body, input_shape, limits: ServeLimits) -> tuple[list[np.nd
             raise RequestError(413, "too_many_images",
                                f"{len(items)} images in one request, the limit is "
                                f"{limits.max_images}; split the batch")
-        return [decode_json_item(item, input_shape, limits) for item in items], True
-    return [decode_json_item(body, input_shape, limits)], False
+        return [decode_json_item(item, input_shape, limits, keep_size=keep_size)
+                for item in items], True
+    return [decode_json_item(body, input_shape, limits, keep_size=keep_size)], False

@@ -12,6 +12,7 @@ from cnnkit.models import Sequential
 HEADS = {("localize", "localization"): LocalizationModel, ("segment", "fcn"): FCN,
          ("segment", "unet"): UNet, ("detect", "centernet"): Detector}
 TASKS = ("localize", "segment", "detect")
+DEFAULT_HEAD = {"localize": "localization", "segment": "unet", "detect": "centernet"}
 # BN + stride-2 stages (strides 2, 4, 8): small, fast on a 2-core CPU for images <= 128 px.
 DEFAULT_BACKBONE = ("conv(16,3,stride=2,padding=same) bn relu conv(32,3,stride=2,padding=same) "
                     "bn relu conv(64,3,stride=2,padding=same) bn relu")
@@ -35,6 +36,38 @@ def build_task_model(arch: dict) -> nn.Module:
     return HEADS[key](backbone, arch["num_classes"], **arch.get("kwargs", {}))
 
 
+def task_of(model: nn.Module) -> str:
+    """The task a model was built for: its ``architecture["task"]``, else ``"classify"``."""
+    arch = getattr(model, "architecture", None)
+    return arch.get("task", "classify") if isinstance(arch, dict) else "classify"
+
+
+def task_model(task: str, backbone: nn.Module, num_classes: int, head: str = "auto",
+               **kwargs) -> nn.Module:
+    """The head ``head`` of ``task`` on ``backbone`` (any model of the interface).
+
+    Args:
+        task: "localize", "segment" or "detect".
+        backbone: a model with ``feature_info`` and ``forward_stages`` (its classifier unused).
+        num_classes: K (segment: including the background class).
+        head: "localization", "fcn", "unet", "centernet"; "auto": :data:`DEFAULT_HEAD`.
+        **kwargs: settings of the head (e.g. ``dice_weight``, ``box_weight``).
+
+    Raises:
+        ValueError: an unknown task, or a head that does not do ``task``.
+
+    Example:
+        >>> model = task_model("segment", backbone, 11, head="fcn")  # doctest: +SKIP
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS!r}, got {task!r}")
+    head = DEFAULT_HEAD[task] if head == "auto" else head
+    if (task, head) not in HEADS:
+        heads = [h for t, h in HEADS if t == task]
+        raise ValueError(f"head {head!r} does not do {task}; choose one of {heads} (or auto)")
+    return HEADS[(task, head)](backbone, num_classes, **kwargs)
+
+
 def default_for(task: str, input_shape, num_classes: int) -> nn.Module:
     """The default model of ``task`` for small images: the spec backbone + UNet/CenterNet/box head.
 
@@ -49,8 +82,4 @@ def default_for(task: str, input_shape, num_classes: int) -> nn.Module:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS!r}, got {task!r}")
     backbone = Sequential.from_spec(DEFAULT_BACKBONE, input_shape=input_shape)
-    if task == "localize":
-        return LocalizationModel(backbone, num_classes)
-    if task == "segment":
-        return UNet(backbone, num_classes)
-    return Detector(backbone, num_classes, stride=4)
+    return task_model(task, backbone, num_classes)

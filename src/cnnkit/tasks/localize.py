@@ -18,8 +18,28 @@ from torch import Tensor, nn
 from cnnkit.tasks.boxes import cxcywh_to_xyxy, elementwise_generalized_box_iou
 
 
+def _grid_pool(features: Tensor, grid: int) -> Tensor:
+    """Average ``features`` over a ``grid`` × ``grid`` partition.
+
+    A plain ``avg_pool2d`` when the grid divides the map (the ONNX exporter cannot export
+    ``adaptive_avg_pool2d`` once the batch is dynamic), else the adaptive pool.
+
+    Shape:
+        (N, C, H', W') -> (N, C, grid, grid).
+    """
+    h, w = int(features.shape[-2]), int(features.shape[-1])
+    if h % grid == 0 and w % grid == 0:
+        return F.avg_pool2d(features, kernel_size=(h // grid, w // grid))
+    return F.adaptive_avg_pool2d(features, grid)
+
+
 class LocalizationModel(nn.Module):
-    """A backbone's last feature map -> global average pool -> class logits and one box.
+    """A backbone's last feature map -> a coarse grid -> class logits and one box.
+
+    The map is average-pooled to a ``grid`` × ``grid`` map (adaptive, so any input size
+    works) and flattened, not pooled globally: a global average is the same wherever the
+    object is, so the box layer could not tell where it lies (measured on mnist-localize:
+    mean IoU stayed at 0.26 with a global pool).
 
     Args:
         backbone: a model of the interface in docs/tasks-contract.md §1 (``feature_info``,
@@ -29,9 +49,11 @@ class LocalizationModel(nn.Module):
             are ~0.1, so this brings the box term to the size of the cross-entropy).
         giou_weight: weight of the GIoU loss ``1 − GIoU`` (default 1.0).
         hidden: units of the shared hidden layer of the head (default 128).
+        grid: side of the pooled map the head sees (default 4: 4×4 cells).
 
     Shape:
-        x (N, C, H, W) -> {"logits": (N, K), "boxes": (N, 4)} with boxes normalised
+        x (N, C, H, W) -> features (N, C', H', W') -> pooled (N, C', grid, grid) ->
+        (N, C'·grid²) -> {"logits": (N, K), "boxes": (N, 4)} with boxes normalised
         (cx, cy, w, h) in (0, 1).
 
     Raises:
@@ -45,7 +67,7 @@ class LocalizationModel(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, *, box_weight: float = 5.0,
-                 giou_weight: float = 1.0, hidden: int = 128):
+                 giou_weight: float = 1.0, hidden: int = 128, grid: int = 4):
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
@@ -56,8 +78,11 @@ class LocalizationModel(nn.Module):
         self.num_classes = num_classes
         self.box_weight = float(box_weight)
         self.giou_weight = float(giou_weight)
+        if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+            raise ValueError(f"grid must be a positive int (cells per side), got {grid!r}")
+        self.grid = grid
         channels = backbone.feature_info[-1].channels
-        self.neck = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU())
+        self.neck = nn.Sequential(nn.Linear(channels * grid * grid, hidden), nn.ReLU())
         self.classifier = nn.Linear(hidden, num_classes)
         self.box = nn.Linear(hidden, 4)
 
@@ -67,12 +92,12 @@ class LocalizationModel(nn.Module):
         return {"type": "task", "task": "localize", "head": "localization",
                 "backbone": self.backbone.architecture, "num_classes": self.num_classes,
                 "kwargs": {"box_weight": self.box_weight, "giou_weight": self.giou_weight,
-                           "hidden": self.neck[0].out_features}}
+                           "hidden": self.neck[0].out_features, "grid": self.grid}}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         features = self.backbone.forward_stages(x)[-1]
-        pooled = features.mean(dim=(2, 3))  # (N, C, H', W') -> (N, C)
-        hidden = self.neck(pooled)
+        pooled = _grid_pool(features, self.grid)  # (N, C, H', W') -> (N, C, g, g)
+        hidden = self.neck(pooled.flatten(1))  # (N, C, g, g) -> (N, C*g*g) -> (N, hidden)
         return {"logits": self.classifier(hidden), "boxes": torch.sigmoid(self.box(hidden))}
 
     def loss(self, output: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -22,6 +22,8 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle")
 LOSSES = ("cross_entropy", "squared_error", "bce")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+TASKS = ("auto", "classify", "localize", "segment", "detect")
+HEADS = ("auto", "localization", "fcn", "unet", "centernet")
 
 # A small CNN for 8x8 inputs: two 3x3 "same" convs keep 8x8, one 2x2 pool -> 4x4x32 -> fc.
 DEFAULT_MODEL = (
@@ -52,11 +54,19 @@ class TrainConfig:
     Args:
         data: dataset: ``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``, a folder of class
             sub-folders, IDX/CIFAR files, ``.npz``, ``.csv`` (``cnnkit.data.open_data``).
+        task: ``classify``, ``localize`` (a class and one box per image), ``segment`` (a class
+            per pixel) or ``detect`` (many boxes); ``auto``: read from the data (a labels.csv
+            with box columns, a masks/ folder, COCO/VOC annotations, the scene names).
+        head: the task model on the backbone ``model``: ``localization`` (localize), ``fcn`` or
+            ``unet`` (segment), ``centernet`` (detect); ``auto``: the task's default (unet for
+            segment). Not used by classify.
         data_dir: where named datasets are looked up / downloaded (None: the data package default).
         download: fetch a named dataset (mnist, cifar10, ...) when it is not in the data dir.
         stream: decode an image folder from disk in worker processes every epoch instead of
             once into memory (None: stream when the decoded training set would exceed 2 GiB).
-        model: registry name (``lenet5``, ``resnet18``; ``cnnkit models`` lists them) or an
+        model: for localize/segment/detect the backbone, whose classifier is not used (the
+            default spec stands for the task's default backbone). Otherwise a registry name
+            (``lenet5``, ``resnet18``; ``cnnkit models`` lists them) or an
             architecture string (``"conv(16,3) relu maxpool(2) fc(10)"``).
         input_size: resize images to ``input_size`` × ``input_size`` (None: keep their size).
         epochs: full passes over the training set.
@@ -114,6 +124,8 @@ class TrainConfig:
     """
 
     data: str = "digits"
+    task: str = "auto"
+    head: str = "auto"
     data_dir: str | None = None
     download: bool = True
     stream: bool | None = None
@@ -186,6 +198,8 @@ class TrainConfig:
         _check_choice(self.loss, LOSSES, "loss")
         _check_choice(self.device, DEVICES, "device")
         _check_choice(self.precision, PRECISIONS, "precision")
+        _check_choice(self.task, TASKS, "task")
+        _check_choice(self.head, HEADS, "head")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0, got momentum=0; "
                              "set momentum (e.g. 0.9) or turn nesterov off")

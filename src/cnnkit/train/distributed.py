@@ -201,10 +201,11 @@ def per_rank_batch_size(batch_size: int, world_size: int) -> int:
     return batch_size // world_size
 
 
-def shard_data(data: ImageData, ctx: DistributedContext) -> ImageData:
+def shard_data(data, ctx: DistributedContext):
     """Rank ``ctx.rank``'s part of an evaluation set: every ``world_size``-th image, no padding.
 
-    Together the shards hold each image exactly once, so summed metrics equal one-process
+    ``data`` is an ``ImageData`` or an ``AnnotatedData`` (localise/segment/detect). Together
+    the shards hold each image exactly once, so summed metrics equal one-process
     metrics (training shards are padded instead; see ``InMemoryLoader(rank=, world_size=)``).
 
     Shape:
@@ -212,6 +213,8 @@ def shard_data(data: ImageData, ctx: DistributedContext) -> ImageData:
     """
     if not ctx.enabled:
         return data
+    if callable(getattr(data, "targets", None)):  # AnnotatedData: boxes / masks go along
+        return data.subset(range(ctx.rank, len(data), ctx.world_size))
     return ImageData(data.images[ctx.rank::ctx.world_size],
                      data.labels[ctx.rank::ctx.world_size], list(data.class_names),
                      source=data.source)
@@ -256,9 +259,14 @@ def reduce_metrics(metrics: MetricAccumulator) -> None:
 
     Afterwards ``metrics.compute()`` gives the loss and accuracy over every rank's images
     (one all-reduce of ``[loss·n, correct, n, top-k hits]`` and one of the confusion matrix).
-    Every rank must call it, in the same order; a no-op in one process.
+    Every rank must call it, in the same order; a no-op in one process. A task's metrics
+    (:class:`~cnnkit.tasks.objective.TaskMetrics`) are summed through their ``state()``;
+    detection's, which keep every detection, are gathered to every rank instead.
     """
     if not current().enabled:
+        return
+    if hasattr(metrics, "load_state"):
+        _reduce_task_metrics(metrics)
         return
     device = metrics.loss_sum.device if metrics.loss_sum is not None else _collective_device()
     zero = torch.zeros((), device=device)
@@ -275,6 +283,17 @@ def reduce_metrics(metrics: MetricAccumulator) -> None:
         metrics.top_k_hits = sums[3]
     if metrics.confusion_enabled and metrics.cm is not None:
         dist.all_reduce(metrics.cm)
+
+
+def _reduce_task_metrics(metrics) -> None:
+    """All-reduce a TaskMetrics' sums; detection gathers every rank's detections as well."""
+    state = metrics.state().to(_collective_device())
+    dist.all_reduce(state)
+    metrics.load_state(state)
+    if metrics.gathers:
+        gathered: list = [None] * current().world_size
+        dist.all_gather_object(gathered, metrics.inner)
+        metrics.replace_inner(gathered)
 
 
 def _collective_device() -> torch.device:

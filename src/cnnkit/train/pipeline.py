@@ -33,6 +33,8 @@ from torch import nn
 from cnnkit import run as rf
 from cnnkit._checks import format_shape_hwc
 from cnnkit.augment import parse_augment
+from cnnkit.augment.targets import parse_task_augment
+from cnnkit.data.open_annotated import infer_task, open_annotated
 from cnnkit.data.loader import InMemoryLoader
 from cnnkit.data.normalization import Normalization
 from cnnkit.data.open import image_folder_root, open_data
@@ -46,7 +48,9 @@ from cnnkit.run.atomic import atomic_write_text
 from cnnkit.train import distributed
 from cnnkit.train.callbacks import Callback, EarlyStopping, JSONLinesLogger
 from cnnkit.train.checkpoint import Checkpoint, has_checkpoint, load_checkpoint
-from cnnkit.train.config import TrainConfig
+from cnnkit.tasks.build import DEFAULT_BACKBONE, task_model
+from cnnkit.tasks.objective import MAIN_METRIC, objective_for
+from cnnkit.train.config import DEFAULT_MODEL, TrainConfig
 from cnnkit.train.device import resolve_device
 from cnnkit.train.recipes import prepare_model
 from cnnkit.train.trainer import History, Trainer
@@ -90,17 +94,22 @@ class EpochAugment:
     """An augmentation rebuilt each epoch with seed ``f(seed, epoch)``, so resuming is exact.
 
     Shape:
-        ``(x, y) -> (x, y)`` as ``cnnkit.augment`` (y may become (N, K) soft labels).
+        ``(x, y) -> (x, y)`` as ``cnnkit.augment`` (y may become (N, K) soft labels); for
+        the other tasks ``y`` is the dict of boxes / masks, moved with the image.
     """
 
-    def __init__(self, spec: str, *, num_classes: int, seed: int):
-        self._parse = parse_augment
-        self.spec, self.num_classes, self.seed = spec, num_classes, seed
-        self.pipeline = parse_augment(spec, num_classes=num_classes, seed=seed)
+    def __init__(self, spec: str, *, num_classes: int, seed: int, task: str = "classify"):
+        self.spec, self.num_classes, self.seed, self.task = spec, num_classes, seed, task
+        self.pipeline = self._parse(seed)
+
+    def _parse(self, seed: int):
+        if self.task == "classify":
+            return parse_augment(self.spec, num_classes=self.num_classes, seed=seed)
+        # localize/segment/detect: geometric ops move the boxes and masks with the image
+        return parse_task_augment(self.spec, self.task, seed=seed)
 
     def set_epoch(self, epoch: int) -> None:
-        self.pipeline = self._parse(self.spec, num_classes=self.num_classes,
-                                    seed=self.seed * 100_003 + epoch)
+        self.pipeline = self._parse(self.seed * 100_003 + epoch)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor):
         return self.pipeline(x, y)
@@ -146,6 +155,18 @@ class TrainingData:
     val_loader: Any
     test_loader: Any
     streamed: bool
+    task: str = "classify"
+
+
+def resolve_task(config: TrainConfig) -> str:
+    """``config.task``, or with ``auto`` the task the data is laid out for (cheap: no decoding).
+
+    Raises:
+        DataError: ``config.data`` names nothing that exists.
+    """
+    if config.task != "auto":
+        return config.task
+    return infer_task(config.data)
 
 
 def open_training_data(config: TrainConfig, ctx: distributed.DistributedContext,
@@ -164,6 +185,9 @@ def open_training_data(config: TrainConfig, ctx: distributed.DistributedContext,
         >>> ctx = distributed.init_from_env()  # doctest: +SKIP
         >>> data = open_training_data(TrainConfig(), ctx, torch.device("cpu"))  # doctest: +SKIP
     """
+    task = resolve_task(config)
+    if task != "classify":
+        return _annotated_data(config, task, ctx, device)
     root = image_folder_root(config.data)
     stream = config.stream
     if stream and root is None:
@@ -197,6 +221,32 @@ def open_training_data(config: TrainConfig, ctx: distributed.DistributedContext,
                          tuple(splits.train.images.shape[1:]),  # (N, C, H, W) -> (C, H, W)
                          normalization, splits.train.images[:5000], len(splits.train),
                          train_loader, evaluation(splits.val), evaluation(splits.test), False)
+
+
+def _annotated_data(config: TrainConfig, task: str, ctx: distributed.DistributedContext,
+                    device: torch.device) -> TrainingData:
+    """In-memory loaders of a localise / segment / detect dataset (targets are dicts)."""
+    if config.stream:
+        raise ValueError(f"stream=True is for folders of class sub-folders; {task} data is read "
+                         "into memory (drop --stream)")
+    size = None if config.input_size is None else (config.input_size, config.input_size)
+    splits = open_annotated(config.data, task=task, val_split=config.val_split, seed=config.seed,
+                            size=size, data_dir=config.data_dir)
+    normalization = Normalization.fit(splits.train.images)
+    per_rank = distributed.per_rank_batch_size(config.batch_size, ctx.world_size)
+    common = {"seed": config.seed, "device": device, "channels_last": config.channels_last,
+              "normalization": normalization}
+
+    def evaluation(part):
+        if part is None:
+            return None
+        return InMemoryLoader(distributed.shard_data(part, ctx), batch_size=config.batch_size, shuffle=False, **common)
+
+    train_loader = InMemoryLoader(splits.train, batch_size=per_rank, shuffle=True,
+                                  rank=ctx.rank, world_size=ctx.world_size, **common)
+    return TrainingData(list(splits.class_names), splits.input_shape, normalization,
+                        splits.train.images[:5000], len(splits.train), train_loader,
+                        evaluation(splits.val), evaluation(splits.test), False, task)
 
 
 def _streamed_data(root, config: TrainConfig, ctx, per_rank: int, common: dict) -> TrainingData:
@@ -252,11 +302,16 @@ def build_run_model(config: TrainConfig, data: TrainingData,
     num_classes = len(data.class_names)
     if model_builder is not None:
         model = model_builder(num_classes, data.input_shape)
+    elif data.task != "classify":
+        # the default spec is the digits classifier: a task gets its own default backbone
+        spec = DEFAULT_BACKBONE if config.model == DEFAULT_MODEL else config.model
+        backbone = build_model(spec, num_classes=num_classes, input_shape=data.input_shape)
+        model = task_model(data.task, backbone, num_classes, config.head)
     else:
         model = build_model(config.model, num_classes=num_classes, input_shape=data.input_shape)
     prepare_model(model, data.normalization.apply(data.sample))
-    log.info("data %s: %d train images %s, %d classes%s; model %s", config.data, data.n_train,
-             format_shape_hwc(data.input_shape), num_classes,
+    log.info("data %s (%s): %d train images %s, %d classes%s; model %s", config.data,
+             data.task, data.n_train, format_shape_hwc(data.input_shape), num_classes,
              " (streamed from disk)" if data.streamed else "", config.model)
     return model
 
@@ -288,8 +343,10 @@ def write_run_files(out: Path, config: TrainConfig, model: nn.Module, data: Trai
     """Write what a new run folder holds before training: config.json, model.json, summary.txt."""
     rf.write_json(out / rf.CONFIG_FILE, config.to_dict())
     rf.write_json(out / rf.MODEL_FILE, rf.model_metadata(model, data.class_names,
-                                                         data.normalization, data.input_shape))
-    write_summary(out, model, data.input_shape)
+                                                         data.normalization, data.input_shape,
+                                                         task=data.task))
+    # a task model's output is a dict or a map: the summary shows its backbone's layers
+    write_summary(out, model if data.task == "classify" else model.backbone, data.input_shape)
 
 
 def fit_model(config: TrainConfig, model: nn.Module, data: TrainingData, out: Path, *,
@@ -328,15 +385,24 @@ def fit_model(config: TrainConfig, model: nn.Module, data: TrainingData, out: Pa
     if config.augment.strip():
         # Each rank draws its own augmentations (seeds differ by rank).
         augment = EpochAugment(config.augment, num_classes=num_classes,
-                               seed=config.seed + 1_000_003 * ctx.rank)
+                               seed=config.seed + 1_000_003 * ctx.rank, task=data.task)
         own_callbacks.append(_SetAugmentEpoch(augment))
         data.train_loader.augment = augment
     if config.early_stopping:
-        monitor = "val_loss" if data.val_loader is not None else "loss"
-        own_callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping))
+        # classify: the validation loss; the other tasks: their main metric (mIoU, mAP@0.5)
+        if data.val_loader is None:
+            monitor, mode = "loss", "min"
+        elif data.task == "classify":
+            monitor, mode = "val_loss", "min"
+        else:
+            monitor, mode = f"val_{MAIN_METRIC[data.task]}", "max"
+        own_callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping,
+                                           mode=mode))
     trainer = Trainer(model, config, callbacks=[*own_callbacks, *callbacks],
                       checkpoint_dir=out / rf.CHECKPOINT_DIR, progress=progress,
-                      checkpoint_extra={"data": config.data, "seed": config.seed})
+                      checkpoint_extra={"data": config.data, "seed": config.seed},
+                      objective=objective_for(model, data.task, data.input_shape,
+                                              data.class_names))
     history = trainer.fit(data.train_loader, data.val_loader,
                           resume_from=out / rf.CHECKPOINT_DIR if resume else None)
     return trainer, history
@@ -363,7 +429,8 @@ def write_results(out: Path, trainer: Trainer, history: History, data: TrainingD
     if data.test_loader is not None:
         test = trainer.evaluate(data.test_loader, confusion=True)
         results.update({f"test_{k}": v for k, v in test.items() if k != "confusion_matrix"})
-        results["test_confusion_matrix"] = test["confusion_matrix"].tolist()
+        if "confusion_matrix" in test:
+            results["test_confusion_matrix"] = test["confusion_matrix"].tolist()
     if ctx.is_main:
         rf.write_json(out / rf.RESULTS_FILE, results)
         write_curves(out)
@@ -428,7 +495,7 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
                                                                     ctx))
     model = build_run_model(config, data, model_builder)
     if resume is None:
-        config = config.replace(out=str(out))
+        config = config.replace(out=str(out), task=data.task)  # the run folder keeps the task
         if ctx.is_main:
             write_run_files(out, config, model, data)
     elif ctx.is_main:

@@ -43,10 +43,12 @@ class EpochProgress:
     def images_per_second(self) -> float:
         return self.images / max(1e-9, time.perf_counter() - self.start)
 
-    def set_metrics(self, loss: float, accuracy: float) -> None:
-        """Show the running loss and accuracy (called on the logging steps only)."""
+    def set_metrics(self, loss: float, accuracy: float | None, name: str = "acc") -> None:
+        """Show the running loss and the task's metric (``name``: acc, mean_iou, miou; None: not
+        tracked while training), called on the logging steps only."""
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.3f}",
+            shown = {} if accuracy is None else {name: f"{accuracy:.3f}"}
+            self._bar.set_postfix(loss=f"{loss:.4f}", **shown,
                                   img_s=f"{self.images_per_second():.0f}")
 
     def close(self) -> None:

@@ -37,7 +37,9 @@ from cnnkit.train.allocator import keep_freed_memory
 from cnnkit.train.device import (resolve_channels_last, resolve_device, resolve_precision,
                                  use_fused_optimizer)
 from cnnkit.train.losses import get_loss
+from cnnkit.data.batching import move_targets
 from cnnkit.tasks.classification import MetricAccumulator
+from cnnkit.tasks.objective import Objective, detach
 from cnnkit.train.optimizers import build_optimizer
 from cnnkit.train.outputs import PROBS, flip_tta, output_kind, predict_proba
 from cnnkit.train.progress import EpochProgress
@@ -94,6 +96,10 @@ class Trainer:
         progress: show a progress bar (None: only on a terminal).
         log_every: steps between host syncs (running loss, NaN check, progress bar).
         top_k: also report top-k accuracy.
+        objective: the task's loss and metrics for localisation, segmentation or detection
+            (:func:`cnnkit.tasks.objective.objective_for`); then ``y`` is a dict of target
+            tensors and the model's ``loss`` is used (``loss``, ``class_weights`` and ``tta``
+            do not apply). None: classification.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
@@ -110,7 +116,8 @@ class Trainer:
                  class_weights: Sequence[float] | None = None,
                  callbacks: Iterable[Callback] = (), checkpoint_dir: str | Path | None = None,
                  checkpoint_extra: dict[str, Any] | None = None, progress: bool | None = None,
-                 log_every: int = 50, top_k: int | None = None):
+                 log_every: int = 50, top_k: int | None = None,
+                 objective: Objective | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.config = config or TrainConfig()
@@ -130,7 +137,8 @@ class Trainer:
         trained = distributed.wrap_model(self.model, self.dist, sync_bn=self.config.sync_bn)
         self.forward = torch.compile(trained) if self.config.compile else trained
         self.output_kind = output_kind(model)
-        self.loss_fn = get_loss(loss if loss is not None else self.config.loss,
+        self.objective = objective
+        self.loss_fn = objective.loss if objective is not None else get_loss(loss if loss is not None else self.config.loss,
                                 label_smoothing=self.config.label_smoothing,
                                 class_weights=class_weights,
                                 from_probs=self.output_kind == PROBS)
@@ -169,11 +177,21 @@ class Trainer:
         # DDP's forward may broadcast buffers (a collective): evaluate the plain module instead.
         return self.forward if self.ema is None and not self.dist.enabled else self.eval_model
 
-    def _to_device(self, x: torch.Tensor, y: torch.Tensor | None):
+    def _to_device(self, x: torch.Tensor, y):
         x = x.to(self.device, non_blocking=True)
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, (None if y is None else y.to(self.device, non_blocking=True))
+        return x, (None if y is None else move_targets(y, self.device, non_blocking=True))
+
+    def _new_metrics(self, *, training: bool = False, confusion: bool = False):
+        if self.objective is not None:
+            return self.objective.metrics(training=training)
+        return MetricAccumulator(confusion=confusion, top_k=self.top_k)
+
+    @property
+    def main_metric(self) -> str:
+        """The metric the task is judged by (``accuracy``, ``mean_iou``, ``miou``, ``map50``)."""
+        return "accuracy" if self.objective is None else self.objective.main_metric
 
     def _call(self, event: str, *args) -> None:
         for cb in self.callbacks:
@@ -216,10 +234,10 @@ class Trainer:
                   weight: float) -> tuple[torch.Tensor, torch.Tensor]:
         with self.precision.autocast(self.device):
             out = self.forward(x)
-        loss = self.loss_fn(out.float(), y)
+        loss = self.loss_fn(out if self.objective is not None else out.float(), y)
         scaled = loss * weight if weight != 1.0 else loss
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-        return loss.detach(), out.detach()
+        return loss.detach(), detach(out)
 
     def _forward_backward(self, x: torch.Tensor,
                           y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,7 +252,7 @@ class Trainer:
         steps = self.config.accumulate_steps
         if steps == 1:
             return self._backward(x, y, 1.0)
-        chunks = [(xc, yc) for xc, yc in zip(x.tensor_split(steps), y.tensor_split(steps))
+        chunks = [(xc, yc) for xc, yc in zip(x.tensor_split(steps), _split(y, steps))
                   if len(xc)]
         losses, outs = [], []
         for i, (xc, yc) in enumerate(chunks):
@@ -243,7 +261,7 @@ class Trainer:
                 loss, out = self._backward(xc, yc, weight)
             losses.append(loss * weight)
             outs.append(out)
-        return torch.stack(losses).sum(), torch.cat(outs)
+        return torch.stack(losses).sum(), _cat(outs)
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loss, out = self._forward_backward(x, y)
@@ -272,7 +290,7 @@ class Trainer:
             TrainingError: the loss became NaN or infinite.
         """
         self.model.train()
-        metrics = MetricAccumulator(top_k=self.top_k)
+        metrics = self._new_metrics(training=True)
         total = len(loader) if hasattr(loader, "__len__") else None
         bar = EpochProgress(total, epoch, epochs, enabled=self.progress if self.dist.is_main
                             else False)
@@ -291,12 +309,13 @@ class Trainer:
                     running = metrics.compute()
                     if not math.isfinite(running["loss"]):
                         raise self._diverged(f"the training loss became {running['loss']}", epoch)
-                    bar.set_metrics(running["loss"], running["accuracy"])
+                    bar.set_metrics(running["loss"], running.get(self.main_metric),
+                                    "acc" if self.objective is None else self.main_metric)
                     self._call("on_batch_end", self.global_step, running)
         finally:
             bar.close()
         distributed.reduce_metrics(metrics)  # over every rank's images
-        logs = metrics.compute()
+        logs = {k: v for k, v in metrics.compute().items() if isinstance(v, (int, float))}
         if not math.isfinite(logs["loss"]):
             raise self._diverged(f"the training loss became {logs['loss']}", epoch)
         logs["images_per_s"] = bar.images_per_second() * self.dist.world_size
@@ -317,23 +336,26 @@ class Trainer:
             >>> trainer.evaluate(test_batches)["accuracy"]  # doctest: +SKIP
             0.97
         """
-        tta = self.config.tta if tta is None else tta
+        tta = (self.config.tta if tta is None else tta) and self.objective is None
         model = self.eval_model
         was_training = model.training
         model.eval()
-        metrics = MetricAccumulator(confusion=confusion, top_k=self.top_k)
+        metrics = self._new_metrics(confusion=confusion)
         forward = self._eval_forward
         try:
             for x, y in loader:
                 x, y = self._to_device(x, y)
                 with self.precision.autocast(self.device):
                     out = flip_tta(forward, x, self.output_kind) if tta else forward(x)
-                metrics.update(self.loss_fn(out.float(), y), out.float(), y)
+                if self.objective is not None:
+                    metrics.update(self.loss_fn(out, y), out, y)
+                else:
+                    metrics.update(self.loss_fn(out.float(), y), out.float(), y)
         finally:
             model.train(was_training)
         distributed.reduce_metrics(metrics)  # each rank evaluated its shard: sum them
         logs: dict[str, Any] = metrics.compute()
-        if confusion and metrics.count:
+        if confusion and metrics.count and self.objective is None:
             logs["confusion_matrix"] = metrics.confusion()
         return logs
 
@@ -433,7 +455,9 @@ class Trainer:
                 logs = self.train_epoch(train_loader, epoch, epochs)
                 if val_loader is not None:
                     val = self.evaluate(val_loader)
-                    logs.update({f"val_{k}": v for k, v in val.items()})
+                    # epoch logs hold numbers only (per-class lists stay in evaluate's result)
+                    logs.update({f"val_{k}": v for k, v in val.items()
+                                 if isinstance(v, (int, float))})
                 logs["lr"] = self.optimizer.param_groups[0]["lr"]
                 logs["time_s"] = time.perf_counter() - start
                 self._check_finite_weights(epoch)
@@ -450,6 +474,21 @@ class Trainer:
             raise
         self._call("on_train_end", logs)
         return self.history
+
+
+def _split(y, steps: int) -> list:
+    """``y`` (a tensor or a dict of tensors) in ``steps`` chunks along dim 0."""
+    if isinstance(y, torch.Tensor):
+        return list(y.tensor_split(steps))
+    parts = {key: value.tensor_split(steps) for key, value in y.items()}
+    return [{key: chunks[i] for key, chunks in parts.items()} for i in range(steps)]
+
+
+def _cat(outs: list):
+    """Micro-batch outputs (tensors, or dicts of tensors) joined along dim 0."""
+    if isinstance(outs[0], torch.Tensor):
+        return torch.cat(outs)
+    return {key: torch.cat([o[key] for o in outs]) for key in outs[0]}
 
 
 def _is_out_of_memory(exc: RuntimeError) -> bool:

@@ -1,4 +1,4 @@
-"""Bar charts: the class probabilities for one image, and the accuracy of each class."""
+"""Bar charts: the class probabilities for one image, and the accuracy (or IoU) of each class."""
 from __future__ import annotations
 
 import os
@@ -69,4 +69,46 @@ def plot_per_class_accuracy(accuracy, class_names, *, path: str | os.PathLike | 
     ax.set_ylabel("accuracy (fraction correct)")
     ax.set_title("Per-class accuracy")
     ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_per_class_iou(per_class_iou, class_names, *, miou: float | None = None,
+                       path: str | os.PathLike | None = None) -> Figure:
+    """Bars of each class's IoU (segmentation), "absent" for a class in neither truth nor prediction.
+
+    Args:
+        per_class_iou: K values in [0, 1], None for a class that is absent (it has no IoU; it is
+            labelled "absent" rather than drawn as 0), e.g. ``SegmentationMetrics``'
+            ``per_class_iou``.
+        class_names: K names.
+        miou: the mean IoU to draw as a dashed line; None: the mean of the classes present.
+        path: also write the figure as a PNG here.
+
+    Raises:
+        ValueError: the number of values and of class names differ.
+
+    Example:
+        >>> fig = plot_per_class_iou([0.98, 0.7, None], ["background", "cat", "dog"])
+    """
+    present = np.array([value is not None for value in per_class_iou], dtype=bool)
+    values = np.array([np.nan if value is None else float(value) for value in per_class_iou])
+    names = _check_names(values, class_names, "per_class_iou")
+    if miou is None and present.any():
+        miou = float(np.nanmean(values))
+    fig = new_figure(max(4.0, 0.4 * len(names) + 2.0), 3.5)
+    ax = fig.subplots()
+    positions = np.arange(values.size)
+    bars = ax.bar(positions[present], values[present], color="tab:blue")
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values[present]], padding=2, fontsize=7)
+    for position in positions[~present]:
+        ax.text(position, 0.02, "absent", rotation=90, ha="center", va="bottom", fontsize=7,
+                color="0.4")
+    if miou is not None:
+        ax.axhline(miou, color="tab:red", linestyle="--", label=f"mIoU {miou:.3f}")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xticks(positions, names, rotation=45, ha="right")
+    ax.set_ylim(0, 1.1)
+    ax.set_xlabel("class")
+    ax.set_ylabel("IoU (intersection / union)")
+    ax.set_title("Per-class IoU")
     return save_figure(fig, path)
