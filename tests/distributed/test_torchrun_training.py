@@ -99,3 +99,25 @@ def test_killed_rank_stops_the_job_and_its_checkpoint_resumes_in_one_process(tmp
     assert [m["epoch"] for m in rf.read_metrics(out)] == [1, 2, 3]
     assert resumed.results["epochs"] == 3
     _assert_same_weights(out, _one_process(tmp_path, "single", epochs=3))
+
+
+@pytest.mark.parametrize("task", ["segment", "detect"])
+def test_cli_nproc_2_trains_a_dense_task_and_reduces_its_metrics(tmp_path, capfd, task):
+    # Segmentation sums its confusion matrix over the ranks; detection gathers every rank's
+    # detections for pycocotools; the detector trains every backbone layer (DDP needs that).
+    from cnnkit.data.scenes import write_scenes
+    from cnnkit.run.evaluate import evaluate_task_run
+
+    data = write_scenes(f"mnist-{task}", tmp_path / "data", sizes={"train": 16, "val": 6,
+                                                                  "test": 6}, source="builtin")
+    rc = main(["train", "--nproc", "2", "--data", str(data), "--epochs", "1", "--batch-size",
+               "8", "--device", "cpu", "--precision", "fp32", "--no-progress",
+               "--out", str(tmp_path / "ddp")])
+    captured = capfd.readouterr()
+    assert rc == 0, captured.err
+    assert captured.out.count("epoch 1/1") == 1
+    results = json.loads((tmp_path / "ddp" / rf.RESULTS_FILE).read_text())
+    report = evaluate_task_run(rf.load_run(tmp_path / "ddp"), str(data), split="test")
+    key = "miou" if task == "segment" else "map50"
+    assert results[f"test_{key}"] == pytest.approx(report.metrics[key], abs=1e-6)
+    assert results["test_loss"] == pytest.approx(report.metrics["loss"], rel=1e-4)

@@ -38,7 +38,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("name", metavar="NAME", help="scene set (see `cnnkit data list`)")
     p.add_argument("dir", metavar="DIR", help="folder to write into (new or empty)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scenes (default: 0)")
-    for split, default in (("train", 6000), ("val", 1000), ("test", 1000)):
+    # typed here, not read from scenes.default_sizes: the CLI starts without importing torch
+    for split, default in (("train", "6000; mnist-localize 40000"), ("val", "1000"),
+                           ("test", "1000; mnist-localize 2000")):
         p.add_argument(f"--{split}", type=int, default=None, metavar="N",
                        help=f"scenes in the {split} split (default: {default}"
                             f"{'' if split == 'train' else '; 0 leaves it out'})")
@@ -62,13 +64,13 @@ def add_parser(subparsers) -> None:
 
 def make(args: argparse.Namespace) -> int:
     # import cost: the CLI starts in 0.2 s; the scenes import torch
-    from cnnkit.data.scenes import DEFAULT_SIZES, FORMATS, SCENES, write_scenes
+    from cnnkit.data.scenes import FORMATS, SCENES, default_sizes, write_scenes
 
     given = {split: getattr(args, split) for split in ("train", "val", "test")
              if getattr(args, split) is not None}
     folder = write_scenes(args.name, args.dir, seed=args.seed, sizes=given, source=args.source,
                           data_dir=args.data_dir, overwrite=args.overwrite)
-    sizes = {**DEFAULT_SIZES, **given}
+    sizes = {**default_sizes(args.name), **given}
     task = SCENES[args.name].task
     print(f"wrote {args.name} (seed {args.seed}) to {folder}")
     for split, n in sizes.items():

@@ -14,10 +14,12 @@ from cnnkit.run.folder import (CHECKPOINT_DIR, CONFIG_FILE, CURVES_FILE, METRICS
                                read_metrics, save_weights, tensors_digest, truncate_metrics,
                                write_json)
 from cnnkit.run.predict import expand_inputs, predict_files
+from cnnkit.run.task_predict import class_areas, predict_task_files, predict_task_images
 
 __all__ = [
     "CHECKPOINT_DIR", "CONFIG_FILE", "CURVES_FILE", "METRICS_FILE", "MODEL_FILE", "RESULTS_FILE",
-    "SUMMARY_FILE", "WEIGHTS_FILE", "CorruptWeightsError", "LoadedModel", "expand_inputs",
-    "load_run", "load_weights", "model_metadata", "predict_files", "read_json", "read_metrics",
+    "SUMMARY_FILE", "WEIGHTS_FILE", "CorruptWeightsError", "LoadedModel", "class_areas", "expand_inputs",
+    "load_run", "load_weights", "model_metadata", "predict_files", "predict_task_files",
+    "predict_task_images", "read_json", "read_metrics",
     "save_weights", "tensors_digest", "truncate_metrics", "write_json",
 ]

@@ -88,6 +88,11 @@ class Detector(nn.Module):
         self.size_weight = float(size_weight)
         self.offset_weight = float(offset_weight)
         channels = info[self.stage].channels
+        # FPN's top-down step when the head's stage is not the last: the last stage (1x1 conv,
+        # nearest upsampling) is added to it, so the head sees the deepest features' context
+        # and every backbone layer is trained (DDP needs every parameter to get a gradient)
+        self.top_down = (nn.Conv2d(info[-1].channels, channels, 1)
+                         if self.stage < len(info) - 1 else None)
         self.heatmap = _head(channels, num_classes, hidden, bias=-2.19)  # prior p = 0.1
         self.size = _head(channels, 2, hidden)
         self.offset = _head(channels, 2, hidden)
@@ -99,7 +104,11 @@ class Detector(nn.Module):
                 "kwargs": dict(self.settings)}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        features = self.backbone.forward_stages(x)[self.stage]
+        stages = self.backbone.forward_stages(x)
+        features = stages[self.stage]  # (N, C, h, w), h ≈ H / stride
+        if self.top_down is not None:
+            deepest = self.top_down(stages[-1])  # (N, C_last, h', w') -> (N, C, h', w')
+            features = features + F.interpolate(deepest, size=features.shape[-2:], mode="nearest")
         return {"heatmap": self.heatmap(features), "size": self.size(features),
                 "offset": self.offset(features)}
 

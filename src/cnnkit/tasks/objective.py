@@ -15,7 +15,7 @@ detect        raw head maps (dict)                map, map50, map75, per_class_a
 ============  =================================  ===================================  ==========
 
 Every metrics object also reports ``loss`` (the mean of the batches' losses, weighted by
-their size). Classification keeps its own fast path (:class:`MetricAccumulator` in
+what each averages over: images, valid pixels or objects). Classification keeps its own fast path (:class:`MetricAccumulator` in
 ``cnnkit.tasks.classification``); :func:`objective_for` returns None for it.
 
 Example:
@@ -54,25 +54,27 @@ def detach(output):
 
 
 class _LossMean:
-    """The running mean of batch losses, weighted by batch size (kept on the device)."""
+    """The running mean of batch losses, each weighted by what it averages over (kept on the
+    device: no host sync per batch)."""
 
     def __init__(self) -> None:
         self.loss_sum: Tensor | None = None
-        self.count = 0
+        self.weight = 0.0
 
-    def add(self, loss: Tensor, n: int) -> None:
-        value = loss.detach().double() * n
+    def add(self, loss: Tensor, weight: float) -> None:
+        value = loss.detach().double() * weight
         self.loss_sum = value if self.loss_sum is None else self.loss_sum + value
-        self.count += n
+        self.weight += weight
 
     def mean(self) -> float:
-        return float(self.loss_sum) / self.count if self.count else float("nan")
+        return float(self.loss_sum) / self.weight if self.weight else float("nan")
 
 
 class TaskMetrics:
     """Loss + a task metric accumulator, with the Trainer's ``update(loss, output, targets)``.
 
-    ``state()`` is a float64 tensor of sums (``[loss·n, n, *inner state]``), so summing the
+    ``state()`` is a float64 tensor of sums (``[loss·w, w, n, *inner state]``, ``w`` what the
+    loss averages over: :meth:`Objective.batch_weight`), so summing the
     states of several processes and ``load_state`` gives the metrics over all of them.
     Detection keeps its detections instead (pycocotools needs them all): ``gathers`` is True
     and ``cnnkit.train.distributed.reduce_metrics`` gathers them from every process.
@@ -82,22 +84,19 @@ class TaskMetrics:
         self.objective = objective
         self.track = track  # False: loss only (the training pass of a costly metric)
         self._loss = _LossMean()
+        self.count = 0  # images seen
         self.inner = objective.new_inner() if track else None
 
     def update(self, loss: Tensor, output, targets) -> None:
-        n = self.objective.batch_size(targets)
-        self._loss.add(loss, n)
+        self._loss.add(loss, self.objective.batch_weight(targets))
+        self.count += self.objective.batch_size(targets)
         if self.inner is not None:
             self.objective.add_to(self.inner, output, targets)
-
-    @property
-    def count(self) -> int:
-        return self._loss.count
 
     def compute(self) -> dict[str, Any]:
         """``{"loss", <the task's metrics>}``; with ``track=False`` only the loss."""
         logs: dict[str, Any] = {"loss": self._loss.mean()}
-        if self.inner is not None and self._loss.count:
+        if self.inner is not None and self.count:
             logs.update(self.objective.compute(self.inner))
         return logs
 
@@ -107,21 +106,26 @@ class TaskMetrics:
         return self.inner is not None and hasattr(self.inner, "extend")
 
     def state(self) -> Tensor:
-        """The sums ``[loss·n, n, *inner state]`` as float64 (a gathering metric adds none)."""
+        """The sums ``[loss·weight, weight, images, *inner state]`` as float64 (a gathering
+        metric adds no inner state)."""
         device = self._loss.loss_sum.device if self._loss.loss_sum is not None else "cpu"
         head = torch.tensor([0.0 if self._loss.loss_sum is None else float(self._loss.loss_sum),
-                             float(self._loss.count)], dtype=torch.float64)
+                             self._loss.weight, float(self.count)], dtype=torch.float64)
         parts = [head]
         if self.inner is not None and not self.gathers:
-            parts.append(self.inner.state())
+            parts.append(self.inner.state().flatten().double())  # (K, K) confusion -> (K*K,)
         return torch.cat(parts).to(device)
 
     def load_state(self, t: Tensor) -> None:
         """Replace the sums with ``t`` (e.g. the all-reduced sum of every process' state())."""
         t = t.double().cpu()
-        self._loss.loss_sum, self._loss.count = t[0], int(t[1].item())
+        self._loss.loss_sum, self._loss.weight, self.count = t[0], float(t[1]), int(t[2].item())
         if self.inner is not None and not self.gathers:
-            self.inner.load_state(t[2:])
+            like = self.inner.state()
+            values = t[3:].reshape(like.shape)  # (K*K,) -> (K, K) for segmentation's confusion
+            if not like.dtype.is_floating_point:
+                values = values.round()  # counts carried as float64 (exact below 2**53)
+            self.inner.load_state(values.to(like.dtype))
 
     def replace_inner(self, parts: list) -> None:
         """Keep the records of every process (``parts``: one gathered inner per process)."""
@@ -159,6 +163,11 @@ class Objective:
 
     def batch_size(self, targets) -> int:
         return len(next(iter(targets.values())))
+
+    def batch_weight(self, targets) -> float:
+        """What the loss averages over in this batch (images here; valid pixels, objects):
+        gradient accumulation weights each micro-batch by its share of it."""
+        return float(self.batch_size(targets))
 
     def loss(self, output, targets) -> Tensor:
         """The model's total loss on one batch (float32 outputs, targets as the model takes them)."""
@@ -211,6 +220,10 @@ class SegmentationObjective(Objective):
     def model_targets(self, targets):
         return {"masks": targets["masks"].long()}
 
+    def batch_weight(self, targets) -> float:
+        # the cross-entropy is the mean over the pixels that are not 255 (ignore)
+        return float((targets["masks"] != 255).sum())
+
     def new_inner(self) -> SegmentationMetrics:
         return SegmentationMetrics(len(self.class_names))
 
@@ -236,6 +249,10 @@ class DetectionObjective(Objective):
 
     main_metric = "map50"
     track_training = False
+
+    def batch_weight(self, targets) -> float:
+        # the heat-map, size and offset losses are sums divided by the number of objects
+        return float(max(1, int((targets["labels"] >= 0).sum())))
 
     def model_targets(self, targets):
         present = targets["labels"] >= 0  # (N, M)

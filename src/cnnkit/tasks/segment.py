@@ -63,7 +63,9 @@ class FCN(_SegmentationLoss):
     Args:
         backbone: a model of the tasks contract §1.
         num_classes: K.
-        skips: how many earlier stages add their 1×1 scores (2 = FCN-8s on a stride-32 net).
+        skips: how many earlier stages add their 1×1 scores (None, the default: every earlier
+            stage, down to the finest, so thin shapes keep their edges; 2 = FCN-8s on a
+            stride-32 net).
         class_weights: K per-class cross-entropy weights, or None.
         dice_weight: weight of the Dice loss (0 = none).
 
@@ -76,12 +78,13 @@ class FCN(_SegmentationLoss):
         torch.Size([1, 11, 64, 64])
     """
 
-    def __init__(self, backbone: nn.Module, num_classes: int, *, skips: int = 2,
+    def __init__(self, backbone: nn.Module, num_classes: int, *, skips: int | None = None,
                  class_weights=None, dice_weight: float = 0.0):
         super().__init__()
         self.backbone = backbone
         self.num_classes = _check_classes(num_classes)
         info = backbone.feature_info
+        skips = len(info) - 1 if skips is None else skips
         if isinstance(skips, bool) or not isinstance(skips, int) or not 0 <= skips < len(info):
             raise ValueError(f"skips must be an int in [0, {len(info) - 1}] for this backbone's "
                              f"{len(info)} stages, got {skips!r}")

@@ -246,6 +246,19 @@ def wrap_model(model: nn.Module, ctx: DistributedContext, *, sync_bn: bool = Fal
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
+def broadcast_buffers(model: nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics), in place.
+
+    DDP broadcasts them at the start of each training forward, but the last step's update is
+    each rank's own: before evaluating, every rank takes the buffers rank 0 saves, so the
+    all-reduced metrics are those of the saved model. A no-op in one process.
+    """
+    if not current().enabled:
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
 def no_sync(model: nn.Module) -> AbstractContextManager:
     """Skip DDP's gradient all-reduce inside the block (for the non-final accumulation steps)."""
     ddp = model._orig_mod if hasattr(model, "_orig_mod") else model

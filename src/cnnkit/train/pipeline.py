@@ -495,7 +495,9 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
                                                                     ctx))
     model = build_run_model(config, data, model_builder)
     if resume is None:
-        config = config.replace(out=str(out), task=data.task)  # the run folder keeps the task
+        # the run folder keeps the task and the head it resolved to
+        head = model.architecture.get("head", "auto") if data.task != "classify" else "auto"
+        config = config.replace(out=str(out), task=data.task, head=head)
         if ctx.is_main:
             write_run_files(out, config, model, data)
     elif ctx.is_main:

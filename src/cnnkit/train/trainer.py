@@ -243,8 +243,11 @@ class Trainer:
                           y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradients of the batch's mean loss, in ``config.accumulate_steps`` micro-batches.
 
-        Each micro-batch's mean loss is weighted by its share of the batch, so the summed
-        gradient equals the whole batch's; under DDP only the last micro-batch all-reduces.
+        Each micro-batch's mean loss is weighted by its share of what the loss averages over
+        (images; for segmentation the pixels not ignored, for detection the objects:
+        ``Objective.batch_weight``), so the summed gradient equals the whole batch's (a Dice
+        term, computed over the whole batch, is the exception); under DDP only the last
+        micro-batch all-reduces.
 
         Shape:
             x (B, C, H, W), y (B,) or (B, K) -> mean loss (), outputs (B, K).
@@ -255,8 +258,11 @@ class Trainer:
         chunks = [(xc, yc) for xc, yc in zip(x.tensor_split(steps), _split(y, steps))
                   if len(xc)]
         losses, outs = [], []
+        share = (self.objective.batch_weight if self.objective is not None
+                 else lambda targets: float(len(targets)))
+        total = share(y)
         for i, (xc, yc) in enumerate(chunks):
-            weight = len(xc) / len(x)
+            weight = share(yc) / total if total else len(xc) / len(x)
             with distributed.no_sync(self.forward) if i < len(chunks) - 1 else nullcontext():
                 loss, out = self._backward(xc, yc, weight)
             losses.append(loss * weight)
@@ -338,6 +344,7 @@ class Trainer:
         """
         tta = (self.config.tta if tta is None else tta) and self.objective is None
         model = self.eval_model
+        distributed.broadcast_buffers(model)  # every rank evaluates rank 0's BN statistics
         was_training = model.training
         model.eval()
         metrics = self._new_metrics(confusion=confusion)
