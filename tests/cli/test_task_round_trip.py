@@ -23,9 +23,10 @@ CANVAS = {"localize": 64, "segment": 96, "detect": 96}
 NUM_CLASSES = {"localize": 10, "segment": 11, "detect": 10}  # segment: + background
 COMMON_KEYS = {"task", "split", "num_images", "loss", "class_names"}
 EVALUATE_KEYS = {
-    "localize": COMMON_KEYS | {"accuracy", "mean_iou", "iou50"},
-    "segment": COMMON_KEYS | {"miou", "pixel_accuracy", "per_class_iou", "iou_png"},
-    "detect": COMMON_KEYS | {"map", "map50", "map75", "per_class_ap", "recall", "voc_map50"},
+    "localize": COMMON_KEYS | {"accuracy", "mean_iou", "iou50", "boxes_png"},
+    "segment": COMMON_KEYS | {"miou", "pixel_accuracy", "per_class_iou", "iou_png", "masks_png"},
+    "detect": COMMON_KEYS | {"map", "map50", "map75", "per_class_ap", "recall", "voc_map50",
+                             "boxes_png"},
 }
 # What the epoch line must name (the training pass of detection reports the loss only).
 EPOCH_WORDS = {
@@ -117,6 +118,10 @@ def test_evaluate_json_has_exactly_the_task_keys_in_range(task_run):
                "detect": ("map", "map50", "map75", "recall", "voc_map50")}[task]
     for key in scalars:
         assert _in_unit_range(report[key]), (key, report[key])
+    # the first images with true and predicted boxes / masks, drawn next to the run
+    grid = Path(report["masks_png" if task == "segment" else "boxes_png"])
+    assert grid.parent == task_run.run and grid.is_file()
+    assert Image.open(grid).format == "PNG" and Image.open(grid).size[0] > 200
     if task == "segment":
         per_class = report["per_class_iou"]
         assert len(per_class) == NUM_CLASSES[task]

@@ -11,35 +11,14 @@ import torch
 
 from cnnkit import cli
 from cnnkit import run as rf
-from cnnkit.data.normalization import Normalization
 from cnnkit.export import (ExportError, export_onnx, export_torchscript, onnx_session,
                            read_onnx_metadata, use_backend, verify_onnx)
 from cnnkit.export.verify import check_detections, check_mask_agreement
 from cnnkit.export.wrapper import TASK_OUTPUTS
 from cnnkit.run.task_predict import predict_task_images
-from cnnkit.tasks.build import default_for
 from cnnkit.tasks.nms import batched_nms
 
-CLASSES = {"localize": ["cat", "dog", "eel"], "segment": ["background", "a", "b", "c"],
-           "detect": ["cat", "dog", "eel"]}
-
-
-def write_task_run(folder, task: str):
-    """A 32x32 grey run folder of ``task`` with random weights and a real normalisation."""
-    folder.mkdir(parents=True)
-    torch.manual_seed(0)
-    model = default_for(task, "32x32x1", len(CLASSES[task]))
-    if task == "segment":  # wider weights than the init's, so that the mask has several classes
-        with torch.no_grad():
-            for p in model.parameters():
-                p.normal_(0.0, 0.3)
-    images = torch.randint(0, 256, (8, 1, 32, 32), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(1))
-    rf.save_weights(model, folder / rf.WEIGHTS_FILE)
-    rf.write_json(folder / rf.MODEL_FILE, rf.model_metadata(
-        model, CLASSES[task], Normalization.fit(images), (1, 32, 32), task=task))
-    rf.write_json(folder / rf.CONFIG_FILE, {})
-    return folder
+from _task_runs import CLASSES, write_task_run  # tests/_task_runs.py
 
 
 @pytest.fixture(scope="module", params=["localize", "segment", "detect"])

@@ -98,3 +98,24 @@ def test_write_run_files_and_write_results_fill_the_run_folder(tmp_path, data, c
     x = torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
     assert torch.allclose(loaded.predict_proba(x), trainer.eval_model.eval()(
         loaded.normalization.apply(x)).softmax(1), atol=1e-6)
+
+
+def test_a_task_run_stops_early_on_its_main_metric(tmp_path, ctx):
+    # segmentation: early stopping watches val_miou (higher is better), not val_loss
+    from cnnkit.data.scenes import write_scenes
+    from cnnkit.train.callbacks import EarlyStopping
+
+    folder = write_scenes("mnist-segment", tmp_path / "seg", sizes={"train": 8, "val": 4,
+                                                                   "test": 0}, source="builtin")
+    config = TrainConfig(data=str(folder), epochs=1, device="cpu", batch_size=8,
+                         early_stopping=3, out=str(tmp_path / "run"))
+    data = open_training_data(config, ctx, torch.device("cpu"))
+    assert data.task == "segment" and data.class_names[0] == "background"
+    model = build_run_model(config, data)
+    assert model.architecture["head"] == "unet"  # head "auto": the task's default
+    out = tmp_path / "run"
+    out.mkdir()
+    trainer, history = fit_model(config, model, data, out, ctx=ctx, progress=False)
+    stopper, = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
+    assert stopper.monitor == "val_miou" and stopper.mode == "max"
+    assert "val_miou" in history.history and trainer.main_metric == "miou"

@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("dir", metavar="DIR", help="folder to write into (new or empty)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scenes (default: 0)")
     # typed here, not read from scenes.default_sizes: the CLI starts without importing torch
-    for split, default in (("train", "6000; mnist-localize 40000"), ("val", "1000"),
+    for split, default in (("train", "6000; mnist-localize 40000, mnist-segment 8000"), ("val", "1000"),
                            ("test", "1000; mnist-localize 2000")):
         p.add_argument(f"--{split}", type=int, default=None, metavar="N",
                        help=f"scenes in the {split} split (default: {default}"

@@ -56,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_task(args: argparse.Namespace, loaded, data: str) -> int:
-    """Localise / segment / detect: the task's metrics (and for segment the per-class IoU
-    bar chart, RUN/iou_<split>.png)."""
+    """Localise / segment / detect: the task's metrics and pictures of the first 16 images
+    (RUN/boxes_<split>.png: true and predicted boxes; RUN/masks_<split>.png: true and
+    predicted masks, and RUN/iou_<split>.png: the per-class IoU bars)."""
     # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.run.evaluate import evaluate_task_run
 
@@ -68,19 +69,29 @@ def _evaluate_task(args: argparse.Namespace, loaded, data: str) -> int:
                                data_dir=args.data_dir or loaded.config.get("data_dir"),
                                batch_size=args.batch_size)
     result = report.to_dict()
-    png = None
-    per_class = report.metrics.get("per_class_iou")
-    if per_class is not None:
-        png = Path(args.png) if args.png else Path(args.run) / f"iou_{args.split}.png"
-        # import cost: matplotlib, only for the picture
-        from cnnkit.viz.bars import plot_per_class_iou
+    # import cost: matplotlib, only for the pictures
+    from cnnkit.viz.bars import plot_per_class_iou
+    from cnnkit.viz.tasks import plot_boxes_grid, plot_masks_grid
 
-        plot_per_class_iou(per_class, report.class_names, miou=report.metrics["miou"], path=png)
-        result["iou_png"] = str(png)
+    run = Path(args.run)
+    sample = report.sample
+    pictures = {}
+    if loaded.task == "segment":
+        pictures["iou_png"] = Path(args.png) if args.png else run / f"iou_{args.split}.png"
+        plot_per_class_iou(report.metrics["per_class_iou"], report.class_names,
+                           miou=report.metrics["miou"], path=pictures["iou_png"])
+        pictures["masks_png"] = run / f"masks_{args.split}.png"
+        plot_masks_grid(sample["images"], sample["true"], sample["pred"], report.class_names,
+                        path=pictures["masks_png"])
+    else:
+        pictures["boxes_png"] = run / f"boxes_{args.split}.png"
+        plot_boxes_grid(sample["images"], sample["true_boxes"], sample["true_labels"],
+                        sample["pred_boxes"], sample["pred_labels"], report.class_names,
+                        pred_scores=sample["pred_scores"], path=pictures["boxes_png"])
+    result.update({key: str(path) for key, path in pictures.items()})
     if args.json:
         print(json.dumps(result))
     else:
         print(report.to_text())
-        if png is not None:
-            print(f"\nper-class IoU picture: {png}")
+        print("\npictures: " + ", ".join(str(path) for path in pictures.values()))
     return 0

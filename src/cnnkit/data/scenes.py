@@ -98,11 +98,13 @@ class SceneSpec:
 
 # mnist-localize has one digit per scene, so telling the digit apart needs about as many
 # scenes as an MNIST classifier needs digits: 6000 scenes gave 95.5 % test accuracy with the
-# recipe's net (20000: 98.0 % val), so its default is 40000 training scenes (bench/RESULTS.md).
+# recipe's net (20000: 98.0 % val), so its default is 40000 training scenes (bench/RESULTS.md);
+# mnist-segment's mask names each digit too: 8000 scenes of 1-4 digits.
 SCENES = {
     "mnist-localize": SceneSpec("localize", 64, 1, 1, 20, 44,
                                 (("train", 40000), ("val", 1000), ("test", 2000))),
-    "mnist-segment": SceneSpec("segment", 96, 1, 4, 24, 40),
+    "mnist-segment": SceneSpec("segment", 96, 1, 4, 24, 40,
+                               (("train", 8000), ("val", 1000), ("test", 1000))),
     "mnist-detect": SceneSpec("detect", 96, 1, 5, 20, 36),
 }
 
@@ -213,7 +215,8 @@ def open_scenes(name: str, *, seed: int = 0, sizes: dict[str, int] | None = None
         name: ``"mnist-localize"``, ``"mnist-segment"`` or ``"mnist-detect"``.
         seed: seed of every split (each split also mixes in its own name).
         sizes: scenes per split, keys ``"train"``, ``"val"``, ``"test"``; missing keys take
-            :func:`default_sizes` (6000 / 1000 / 1000; mnist-localize 40000 / 1000 / 2000); a
+            :func:`default_sizes` (6000 / 1000 / 1000; mnist-localize 40000 / 1000 / 2000,
+            mnist-segment 8000 / 1000 / 1000); a
             size of 0 leaves val or test out.
         source: see :func:`make_scenes`.
         data_dir: see :func:`make_scenes`.

@@ -16,6 +16,7 @@ from cnnkit.data.open_annotated import open_annotated
 from cnnkit.errors import DataError
 from cnnkit.run.folder import LoadedModel
 from cnnkit.run.predict import IMAGE_SUFFIXES, expand_inputs, predict_files
+from cnnkit.run.task_predict import predict_task_images
 from cnnkit.tasks.classification import ClassReport, confusion_matrix, format_confusion
 from cnnkit.tasks.coco_eval import voc_ap
 from cnnkit.tasks.objective import objective_for
@@ -69,6 +70,24 @@ def evaluate_images(loaded: LoadedModel, images: torch.Tensor, labels: torch.Ten
                             list(loaded.class_names))
 
 
+def _split_of(splits, data: str, split: str, loaded: LoadedModel):
+    """The ``split`` part of ``splits`` (DataSplits or AnnotatedSplits), with the run's classes.
+
+    Raises:
+        DataError: no such split, or other class names than the run's.
+    """
+    parts = splits.parts()
+    if split not in parts:
+        raise DataError(f"--data {data!r} has no {split!r} split; choose --split from "
+                        f"{', '.join(parts)}")
+    part = parts[split]
+    if list(part.class_names) != list(loaded.class_names):
+        raise DataError(f"--data {data!r} has classes {part.class_names!r} but the model was "
+                        f"trained on {loaded.class_names!r}; evaluate on data with the same "
+                        "classes")
+    return part
+
+
 def evaluate_run(loaded: LoadedModel, data: str, *, split: str = "test",
                  data_dir: str | None = None, batch_size: int = 256,
                  tta: bool = False) -> EvaluationReport:
@@ -84,15 +103,7 @@ def evaluate_run(loaded: LoadedModel, data: str, *, split: str = "test",
     splits = open_data(data, data_dir=data_dir, size=(h, w), channels=c,
                        val_split=loaded.config.get("val_split", 0.0),
                        seed=loaded.config.get("seed", 0))
-    parts = splits.parts()
-    if split not in parts:
-        raise DataError(f"--data {data!r} has no {split!r} split; choose --split from "
-                        f"{', '.join(parts)}")
-    part = parts[split]
-    if list(part.class_names) != list(loaded.class_names):
-        raise DataError(f"--data {data!r} has classes {part.class_names!r} but the model was "
-                        f"trained on {loaded.class_names!r}; evaluate on data with the same "
-                        "classes")
+    part = _split_of(splits, data, split, loaded)
     return evaluate_images(loaded, part.images, part.labels, split=split,
                            batch_size=batch_size, tta=tta)
 
@@ -112,6 +123,8 @@ class TaskEvaluationReport:
     num_images: int
     metrics: dict[str, Any]
     class_names: list[str]
+    sample: dict[str, Any] | None = None  # the first images with truth and prediction
+
 
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.task, "split": self.split, "num_images": self.num_images,
@@ -148,15 +161,7 @@ def evaluate_task_run(loaded: LoadedModel, data: str, *, split: str = "test",
     splits = open_annotated(data, task=loaded.task, data_dir=data_dir, size=(h, w), channels=c,
                             val_split=loaded.config.get("val_split", 0.1),
                             seed=loaded.config.get("seed", 0))
-    parts = splits.parts()
-    if split not in parts:
-        raise DataError(f"--data {data!r} has no {split!r} split; choose --split from "
-                        f"{', '.join(parts)}")
-    part = parts[split]
-    if list(part.class_names) != list(loaded.class_names):
-        raise DataError(f"--data {data!r} has classes {part.class_names!r} but the model was "
-                        f"trained on {loaded.class_names!r}; evaluate on data with the same "
-                        "classes")
+    part = _split_of(splits, data, split, loaded)
     objective = objective_for(loaded.model, loaded.task, loaded.input_shape, loaded.class_names)
     metrics = objective.metrics()
     targets = part.targets()
@@ -166,10 +171,38 @@ def evaluate_task_run(loaded: LoadedModel, data: str, *, split: str = "test",
             out = loaded.outputs(part.images[start:start + batch_size], batch_size=batch_size)
             metrics.update(objective.loss(out, batch), out, batch)
     results = metrics.compute()
+    sample = _sample(loaded, part, min(16, len(part)))
     if loaded.task == "detect":
         results["voc_map50"] = voc_ap(metrics.inner.ground_truth, metrics.inner.detections,
                                       loaded.class_names)["map50"]
-    return TaskEvaluationReport(loaded.task, split, len(part), results, list(loaded.class_names))
+    return TaskEvaluationReport(loaded.task, split, len(part), results, list(loaded.class_names),
+                                sample)
+
+
+def _sample(loaded: LoadedModel, part, n: int) -> dict[str, Any]:
+    """The first ``n`` images of ``part`` with their truth and the run's predictions, in the
+    layouts of ``cnnkit.viz.tasks`` (boxes (n, 4) / per-image lists; masks (n, H, W))."""
+    images = part.images[:n]
+    found = predict_task_images(loaded, list(images))
+    sample: dict[str, Any] = {"images": images}
+    if loaded.task == "segment":
+        sample.update(true=part.masks[:n], pred=torch.stack([f["mask"] for f in found]))
+        return sample
+    index = {name: k for k, name in enumerate(loaded.class_names)}
+    if loaded.task == "localize":
+        sample.update(true_boxes=part.boxes[:n], true_labels=part.labels[:n],
+                      pred_boxes=torch.tensor([f["box"] for f in found]),
+                      pred_labels=torch.tensor([index[f["label"]] for f in found]),
+                      pred_scores=torch.tensor([f["probability"] for f in found]))
+        return sample
+    sample.update(true_boxes=part.boxes[:n], true_labels=part.labels[:n],
+                  pred_boxes=[torch.tensor([d["box"] for d in f["detections"]]).reshape(-1, 4)
+                              for f in found],
+                  pred_labels=[torch.tensor([index[d["label"]] for d in f["detections"]],
+                                            dtype=torch.int64) for f in found],
+                  pred_scores=[torch.tensor([d["score"] for d in f["detections"]])
+                               for f in found])
+    return sample
 
 
 __all__ = ["IMAGE_SUFFIXES", "EvaluationReport", "TaskEvaluationReport", "evaluate_images",
