@@ -298,3 +298,23 @@ def test_a_head_of_another_task_exits_2(tmp_path_factory, tmp_path):
     assert code == 2
     assert "head 'fcn' does not do detect; choose one of ['centernet']" in err
     assert "Traceback" not in err
+
+
+def test_coco_images_kept_elsewhere_are_found_through_image_root(tmp_path):
+    code, _, err = cli("data", "make", "mnist-detect", tmp_path / "coco", "--source", "builtin",
+                       "--train", "8", "--val", "4", "--test", "4")
+    assert code == 0, err
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    for png in (tmp_path / "coco").glob("*/*.png"):  # the JSONs stay, the images move
+        shutil.move(str(png), pictures / png.name)
+    code, _, err = cli("train", "--data", tmp_path / "coco", "--epochs", "1", "--no-progress",
+                       "--out", tmp_path / "lost")
+    assert code == 2 and "mnist-detect-train-00000.png" in err  # names the missing file
+    code, out, err = cli("train", "--data", tmp_path / "coco", "--image-root", pictures,
+                         "--epochs", "1", "--no-progress", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["image_root"] == str(pictures)
+    code, out, err = cli("evaluate", tmp_path / "run", "--json")  # the run's own image root
+    assert code == 0, err
+    assert json.loads(out)["num_images"] == 4

@@ -27,7 +27,7 @@ def test_configs_survive_json(epochs, lr, batch_size, smoothing, clip):
 
 def test_unknown_key_names_the_closest_valid_one():
     with pytest.raises(ValueError, match=r"unknown training setting 'epoch'; did you mean "
-                                         r"'epochs'\?.*valid settings: data, task, head, data_dir"):
+                                         r"'epochs'\?.*valid settings: data, task, head, image_root, data_dir"):
         TrainConfig.from_dict({"epoch": 3})
 
 

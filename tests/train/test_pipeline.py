@@ -67,3 +67,19 @@ def test_existing_run_folder_and_bad_resume_are_errors(tmp_path):
         train(resume=tmp_path / "nothing")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_run(tmp_path / "nothing")
+
+
+def test_out_must_be_a_folder_that_is_new_empty_or_a_run(tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        train(_config(a_file, epochs=1), progress=False)
+    users = tmp_path / "photos"
+    users.mkdir()
+    (users / "cat.jpg").write_bytes(b"not really a jpeg")
+    with pytest.raises(ValueError, match="is a folder of other files, not a run"):
+        train(_config(users, epochs=1), progress=False)
+    assert [p.name for p in users.iterdir()] == ["cat.jpg"]  # nothing written, nothing lost
+    train(_config(users, epochs=1), progress=False, overwrite=True)  # asked for: added to it
+    assert (users / "cat.jpg").read_bytes() == b"not really a jpeg"
+    assert (users / "config.json").is_file() and a_file.read_text() == "mine"

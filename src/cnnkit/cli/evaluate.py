@@ -17,6 +17,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("run", metavar="RUN", help="run folder written by cnnkit train")
     p.add_argument("--data", help="dataset to evaluate on (default: the run's own --data)")
     p.add_argument("--data-dir", help="where named datasets are looked up")
+    p.add_argument("--image-root", help="COCO data: the folder its file names are relative to "
+                                        "(default: the run's, else the JSON's folder)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"),
                    help="which split to evaluate (default: test)")
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
@@ -39,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.run} does not record its dataset; give --data")
     if loaded.task != "classify":
         return _evaluate_task(args, loaded, data)
+    if args.image_root:
+        raise ValueError(f"--image-root is for COCO annotations; {args.run} is a classifier: "
+                         "drop it")
     report = evaluate_run(loaded, data, split=args.split,
                           data_dir=args.data_dir or loaded.config.get("data_dir"),
                           batch_size=args.batch_size, tta=args.tta)
@@ -65,9 +70,10 @@ def _evaluate_task(args: argparse.Namespace, loaded, data: str) -> int:
     if args.tta:
         raise ValueError(f"--tta averages class scores over flips and is for classifiers; this "
                          f"run does {loaded.task}: drop --tta")
+    image_root = args.image_root or (loaded.config.get("image_root") if not args.data else None)
     report = evaluate_task_run(loaded, data, split=args.split,
                                data_dir=args.data_dir or loaded.config.get("data_dir"),
-                               batch_size=args.batch_size)
+                               batch_size=args.batch_size, image_root=image_root)
     result = report.to_dict()
     # import cost: matplotlib, only for the pictures
     from cnnkit.viz.bars import plot_per_class_iou

@@ -37,7 +37,9 @@ def add_parser(subparsers) -> None:
                    help="segmentation: write each image's mask (PNG of class indices) and colour "
                         "overlay there; detection / localisation: each image with its boxes drawn")
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="one JSON object per image")
+    fmt.add_argument("--json", action="store_true",
+                     help="JSON Lines: one JSON object per image, each line ending in a newline "
+                          "(detection runs: one JSON array of COCO results)")
     fmt.add_argument("--csv", action="store_true", help="CSV: file, rank, class, probability")
     p.set_defaults(func=run)
 

@@ -148,7 +148,8 @@ class TaskEvaluationReport:
 
 
 def evaluate_task_run(loaded: LoadedModel, data: str, *, split: str = "test",
-                      data_dir: str | None = None, batch_size: int = 64) -> TaskEvaluationReport:
+                      data_dir: str | None = None, batch_size: int = 64,
+                      image_root: str | None = None) -> TaskEvaluationReport:
     """Open ``data`` (localise/segment/detect) at the run's input size and evaluate one split.
 
     The run's ``val_split`` and ``seed`` are reused (``split="val"`` is training's own
@@ -160,7 +161,7 @@ def evaluate_task_run(loaded: LoadedModel, data: str, *, split: str = "test",
     c, h, w = loaded.input_shape
     splits = open_annotated(data, task=loaded.task, data_dir=data_dir, size=(h, w), channels=c,
                             val_split=loaded.config.get("val_split", 0.1),
-                            seed=loaded.config.get("seed", 0))
+                            seed=loaded.config.get("seed", 0), image_root=image_root)
     part = _split_of(splits, data, split, loaded)
     objective = objective_for(loaded.model, loaded.task, loaded.input_shape, loaded.class_names)
     metrics = objective.metrics()

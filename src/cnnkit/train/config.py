@@ -60,6 +60,8 @@ class TrainConfig:
         head: the task model on the backbone ``model``: ``localization`` (localize), ``fcn`` or
             ``unet`` (segment), ``centernet`` (detect); ``auto``: the task's default (unet for
             segment). Not used by classify.
+        image_root: COCO data: the folder the JSON's file names are relative to (None: the
+            JSON's own folder).
         data_dir: where named datasets are looked up / downloaded (None: the data package default).
         download: fetch a named dataset (mnist, cifar10, ...) when it is not in the data dir.
         stream: decode an image folder from disk in worker processes every epoch instead of
@@ -126,6 +128,7 @@ class TrainConfig:
     data: str = "digits"
     task: str = "auto"
     head: str = "auto"
+    image_root: str | None = None
     data_dir: str | None = None
     download: bool = True
     stream: bool | None = None

@@ -130,10 +130,18 @@ def default_run_folder() -> Path:
 
 def _prepare_out(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
     out = Path(config.out) if config.out else default_run_folder()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder; choose a folder for the "
+                         "run (a new one, or an earlier run's)")
     has_run = (out / rf.CONFIG_FILE).exists() or (out / rf.CHECKPOINT_DIR).exists()
     if has_run and not resume and not overwrite:
         raise ValueError(f"run folder {str(out)!r} already holds a run; continue it with "
                          f"--resume {out}, choose another --out, or pass --overwrite")
+    if not has_run and not overwrite and out.is_dir() and any(out.iterdir()):
+        # never write a run between a user's own files unless asked to (nothing is deleted)
+        raise ValueError(f"--out {str(out)!r} is a folder of other files, not a run; choose a "
+                         "new or empty folder, or pass --overwrite to add the run's files to it "
+                         "(nothing there is deleted)")
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -231,7 +239,7 @@ def _annotated_data(config: TrainConfig, task: str, ctx: distributed.Distributed
                          "into memory (drop --stream)")
     size = None if config.input_size is None else (config.input_size, config.input_size)
     splits = open_annotated(config.data, task=task, val_split=config.val_split, seed=config.seed,
-                            size=size, data_dir=config.data_dir)
+                            size=size, data_dir=config.data_dir, image_root=config.image_root)
     normalization = Normalization.fit(splits.train.images)
     per_rank = distributed.per_rank_batch_size(config.batch_size, ctx.world_size)
     common = {"seed": config.seed, "device": device, "channels_last": config.channels_last,
