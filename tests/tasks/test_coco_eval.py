@@ -136,3 +136,17 @@ def test_bad_inputs():
         voc_ap([{"boxes": torch.zeros(1, 4)}], [det([], [], [])], ["digit"])
     with pytest.raises(ValueError, match=r"ground_truth\[0\] must have as many boxes, labels"):
         coco_evaluate([gt([A, B], [0])], [det([], [], [])], ["digit"])
+
+
+def test_voc_ap_returns_each_class_precision_recall_curve():
+    gt = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 30, 30]]),
+           "labels": torch.tensor([0, 0])}]
+    det = [{"boxes": torch.tensor([[0.0, 0, 10, 10], [50.0, 50, 60, 60], [20.0, 20, 30, 30]]),
+            "scores": torch.tensor([0.9, 0.8, 0.7]), "labels": torch.tensor([0, 0, 0])}]
+    result = voc_ap(gt, det, ["digit", "other"], curves=True)
+    recall, precision = result["curves"]["digit"]
+    # by score: hit, miss, hit -> recall 1/2, 1/2, 2/2; precision 1/1, 1/2, 2/3
+    assert recall.tolist() == [0.5, 0.5, 1.0]
+    assert precision.tolist() == pytest.approx([1.0, 0.5, 2 / 3])
+    assert "other" not in result["curves"]  # no objects of that class: no curve
+    assert "curves" not in voc_ap(gt, det, ["digit", "other"])

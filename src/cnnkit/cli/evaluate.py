@@ -63,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
 def _evaluate_task(args: argparse.Namespace, loaded, data: str) -> int:
     """Localise / segment / detect: the task's metrics and pictures of the first 16 images
     (RUN/boxes_<split>.png: true and predicted boxes; RUN/masks_<split>.png: true and
-    predicted masks, and RUN/iou_<split>.png: the per-class IoU bars)."""
+    predicted masks, and RUN/iou_<split>.png: the per-class IoU bars; detection also
+    RUN/pr_<split>.png, the precision-recall curve per class, and RUN/scores_<split>.png, the
+    head's score maps for the first image)."""
     # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.run.evaluate import evaluate_task_run
 
@@ -94,6 +96,15 @@ def _evaluate_task(args: argparse.Namespace, loaded, data: str) -> int:
         plot_boxes_grid(sample["images"], sample["true_boxes"], sample["true_labels"],
                         sample["pred_boxes"], sample["pred_labels"], report.class_names,
                         pred_scores=sample["pred_scores"], path=pictures["boxes_png"])
+    if loaded.task == "detect":
+        from cnnkit.viz.tasks import plot_pr_curves, plot_score_maps  # import cost: matplotlib
+
+        if sample["pr_curves"]:
+            pictures["pr_png"] = run / f"pr_{args.split}.png"
+            plot_pr_curves(sample["pr_curves"], ap=sample["voc_ap"], path=pictures["pr_png"])
+        pictures["scores_png"] = run / f"scores_{args.split}.png"
+        plot_score_maps(sample["images"][0], sample["score_maps"], report.class_names,
+                        path=pictures["scores_png"])
     result.update({key: str(path) for key, path in pictures.items()})
     if args.json:
         print(json.dumps(result))

@@ -174,8 +174,13 @@ def evaluate_task_run(loaded: LoadedModel, data: str, *, split: str = "test",
     results = metrics.compute()
     sample = _sample(loaded, part, min(16, len(part)))
     if loaded.task == "detect":
-        results["voc_map50"] = voc_ap(metrics.inner.ground_truth, metrics.inner.detections,
-                                      loaded.class_names)["map50"]
+        voc = voc_ap(metrics.inner.ground_truth, metrics.inner.detections, loaded.class_names,
+                     curves=True)
+        results["voc_map50"] = voc["map50"]
+        sample["pr_curves"], sample["voc_ap"] = voc["curves"], voc["per_class_ap"]
+        # "what the detector sees": the head's per-class score maps for the first image
+        raw = loaded.outputs(part.images[:1])
+        sample["score_maps"] = torch.sigmoid(raw["heatmap"][0].float())  # (K, h, w)
     return TaskEvaluationReport(loaded.task, split, len(part), results, list(loaded.class_names),
                                 sample)
 

@@ -270,7 +270,8 @@ def _all_point_ap(recall: np.ndarray, precision: np.ndarray) -> float:
 
 
 def voc_ap(
-    ground_truth, detections, class_names: Sequence[str], iou_threshold: float = 0.5
+    ground_truth, detections, class_names: Sequence[str], iou_threshold: float = 0.5, *,
+    curves: bool = False,
 ) -> dict:
     """Pascal-VOC average precision (VOC 2010+ all-point interpolation) at one IoU threshold.
 
@@ -287,13 +288,16 @@ def voc_ap(
         detections: per-image detections, same length.
         class_names: the K class names.
         iou_threshold: the overlap for a hit (VOC: 0.5).
+        curves: also return each class's precision–recall curve.
 
     Shape:
         as :func:`coco_evaluate`.
 
     Returns:
         ``{"map50": mean AP over classes with at least one non-difficult object,
-        "per_class_ap": {name: AP, or None for a class with no such object}}``.
+        "per_class_ap": {name: AP, or None for a class with no such object}}``; with
+        ``curves``, also ``"curves": {name: (recall (D,), precision (D,))}`` (numpy, one point
+        per detection of the class by descending score; classes with objects only).
 
     Raises:
         TypeError / ValueError: malformed inputs, a label outside [0, K), or no class with a
@@ -314,6 +318,7 @@ def voc_ap(
     _check_labels(dets, len(class_names), "detections")
 
     per_class: dict[str, float | None] = {}
+    pr_curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for k, name in enumerate(class_names):
         gt_boxes = [g["boxes"][g["labels"] == k] for g in gts]
         difficult = [g["ignore"][g["labels"] == k] for g in gts]
@@ -349,9 +354,13 @@ def voc_ap(
         recall = tp / positives
         precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
         per_class[name] = _all_point_ap(recall, precision)
+        pr_curves[name] = (recall, precision)
     scored = [ap for ap in per_class.values() if ap is not None]
     if not scored:
         raise ValueError(
             "ground_truth holds no non-difficult object of any class; VOC AP is undefined"
         )
-    return {"map50": float(np.mean(scored)), "per_class_ap": per_class}
+    result = {"map50": float(np.mean(scored)), "per_class_ap": per_class}
+    if curves:
+        result["curves"] = pr_curves
+    return result
