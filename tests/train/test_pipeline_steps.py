@@ -119,3 +119,13 @@ def test_a_task_run_stops_early_on_its_main_metric(tmp_path, ctx):
     stopper, = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
     assert stopper.monitor == "val_miou" and stopper.mode == "max"
     assert "val_miou" in history.history and trainer.main_metric == "miou"
+
+
+def test_a_mistyped_model_name_suggests_the_closest_models():
+    from cnnkit.train.pipeline import build_model
+
+    with pytest.raises(ValueError, match=r"unknown model 'resnet19'; did you mean 'resnet18'.*"
+                                         r"`cnnkit models` lists the models"):
+        build_model("resnet19", num_classes=10, input_shape=(1, 28, 28))
+    with pytest.raises(ValueError, match="unknown layer 'relux'"):  # a spec keeps its message
+        build_model("conv(4,3) relux", num_classes=10, input_shape=(1, 28, 28))

@@ -18,8 +18,10 @@ Before step 3, :func:`write_run_files` writes config.json, model.json and summar
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -86,8 +88,18 @@ def build_model(name_or_spec: str, *, num_classes: int, input_shape: tuple[int, 
     if name_or_spec in registry.names():
         return registry.create(name_or_spec, num_classes=num_classes, in_channels=c,
                                input_size=(h, w))
-    return Sequential.from_spec(name_or_spec, format_shape_hwc(input_shape),
-                                num_classes=num_classes)
+    try:
+        return Sequential.from_spec(name_or_spec, format_shape_hwc(input_shape),
+                                    num_classes=num_classes)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z_][\w-]*", name_or_spec.strip()):
+            raise
+        # one bare word that is no layer: a model name, probably mistyped
+        close = difflib.get_close_matches(name_or_spec.strip(), registry.names(), n=3)
+        hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
+        raise ValueError(f"unknown model {name_or_spec!r}; {hint}`cnnkit models` lists the "
+                         "models, or give an architecture string such as "
+                         "'conv(16,3) relu maxpool(2) fc(10)'") from None
 
 
 class EpochAugment:
