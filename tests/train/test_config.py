@@ -73,3 +73,8 @@ def test_every_setting_is_documented_for_the_cli_help():
     assert set(docs) == set(TrainConfig.field_names())
     assert all(len(text) > 10 for text in docs.values())
     assert docs["lr"].startswith("peak learning rate")
+
+
+def test_one_cycle_is_the_same_schedule_as_onecycle():
+    assert TrainConfig(schedule="one-cycle").schedule == "onecycle"
+    assert TrainConfig(schedule="one-cycle") == TrainConfig(schedule="onecycle")

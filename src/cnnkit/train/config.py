@@ -197,6 +197,8 @@ class TrainConfig:
         if self.ema is not None:
             check_probability(self.ema, "ema")
         _check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        if self.schedule == "one-cycle":  # the prose name (README, docs) means the same
+            object.__setattr__(self, "schedule", "onecycle")
         _check_choice(self.schedule, SCHEDULES, "schedule")
         _check_choice(self.loss, LOSSES, "loss")
         _check_choice(self.device, DEVICES, "device")
