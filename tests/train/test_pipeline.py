@@ -83,3 +83,15 @@ def test_out_must_be_a_folder_that_is_new_empty_or_a_run(tmp_path):
     train(_config(users, epochs=1), progress=False, overwrite=True)  # asked for: added to it
     assert (users / "cat.jpg").read_bytes() == b"not really a jpeg"
     assert (users / "config.json").is_file() and a_file.read_text() == "mine"
+
+
+def test_train_and_evaluate_report_the_same_test_figures_after_bf16_training(tmp_path):
+    # the run trains under bf16 autocast but evaluates its test split in fp32, as
+    # `cnnkit evaluate` does, so the two agree (#18 item 8: 0.9855 vs 0.9857 seen before)
+    from cnnkit.run import load_run
+    from cnnkit.run.evaluate import evaluate_run
+
+    result = train(_config(tmp_path / "run", epochs=1, precision="bf16"), progress=False)
+    report = evaluate_run(load_run(tmp_path / "run"), "digits", split="test")
+    assert result.results["test_accuracy"] == pytest.approx(report.accuracy, abs=1e-6)  # same count
+    assert result.results["test_loss"] == pytest.approx(report.loss, rel=1e-4)

@@ -447,7 +447,8 @@ def write_results(out: Path, trainer: Trainer, history: History, data: TrainingD
     if history.epoch:
         results.update({k: v[-1] for k, v in history.history.items()})
     if data.test_loader is not None:
-        test = trainer.evaluate(data.test_loader, confusion=True)
+        # in fp32 like `cnnkit evaluate`, so both report the same test figures (#18 item 8)
+        test = trainer.evaluate(data.test_loader, confusion=True, fp32=True)
         results.update({f"test_{k}": v for k, v in test.items() if k != "confusion_matrix"})
         if "confusion_matrix" in test:
             results["test_confusion_matrix"] = test["confusion_matrix"].tolist()

@@ -330,13 +330,15 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, loader: Iterable, *, tta: bool | None = None,
-                 confusion: bool = False) -> dict[str, Any]:
+                 confusion: bool = False, fp32: bool = False) -> dict[str, Any]:
         """Mean loss and accuracy over ``loader`` (and the confusion matrix with ``confusion``).
 
         Args:
             loader: iterable of ``(x, y)`` batches.
             tta: average with the horizontal flip (None: ``config.tta``).
             confusion: add ``"confusion_matrix"``, an int64 (K, K) tensor (rows = true class).
+            fp32: evaluate without autocast (as ``cnnkit evaluate`` does), whatever the
+                training precision: the final test figures then equal ``cnnkit evaluate``'s.
 
         Example:
             >>> trainer.evaluate(test_batches)["accuracy"]  # doctest: +SKIP
@@ -352,7 +354,7 @@ class Trainer:
         try:
             for x, y in loader:
                 x, y = self._to_device(x, y)
-                with self.precision.autocast(self.device):
+                with self.precision.autocast(self.device) if not fp32 else nullcontext():
                     out = flip_tta(forward, x, self.output_kind) if tta else forward(x)
                 if self.objective is not None:
                     metrics.update(self.loss_fn(out, y), out, y)
