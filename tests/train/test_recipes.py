@@ -24,7 +24,7 @@ def test_every_recipe_is_a_valid_config(name):
     for key, value in get_recipe(name).settings.items():
         assert getattr(config, key) == value
     # bf16 where native, except where it was measured slower (train/recipes.py says why)
-    assert config.precision == ("fp32" if name == "mnist-segment" else "auto")
+    assert config.precision == ("fp32" if name in ("mnist-segment", "mnist-detect") else "auto")
 
 
 def test_overrides_win_and_are_validated():
@@ -36,7 +36,8 @@ def test_overrides_win_and_are_validated():
 def test_unknown_recipe_suggests_the_closest():
     with pytest.raises(ValueError, match="unknown recipe 'mnist_fast'; did you mean 'mnist-fast'"):
         get_recipe("mnist_fast")
-    assert recipe_names() == ("cifar10-fast", "mnist-fast", "mnist-localize", "mnist-segment")
+    assert recipe_names() == ("cifar10-fast", "mnist-detect", "mnist-fast", "mnist-localize",
+                              "mnist-segment")
 
 
 def test_recipe_settings_cannot_be_changed():

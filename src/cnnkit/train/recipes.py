@@ -18,6 +18,8 @@ and accuracies (mean over seeds) are in ``bench/results/speed.md``; ``bench/time
 ``mnist-segment``  a class per pixel of 96×96 scenes of 1–4 digits: an FCN with 1×1 scores
                    on every stage (full resolution to stride 8), Adam one-cycle, batch 32,
                    10 epochs, fp32.
+``mnist-detect``   every digit of 96×96 scenes of 1–5 digits: CenterNet (stride 4, the
+                   deepest stage added top-down), Adam one-cycle, batch 32, 8 epochs, fp32.
 =================  ===========================================================================
 
 Example:
@@ -91,6 +93,13 @@ MNIST_SEGMENT_BACKBONE = ("conv(8,3,padding=same) bn relu conv(16,3,stride=2,pad
                           "conv(32,3,stride=2,padding=same) bn relu "
                           "conv(64,3,stride=2,padding=same) bn relu conv(64,3,padding=same) bn relu")
 
+# The detection backbone: a full-resolution 16-channel stage, stride-2 stages 32/64/64 and one
+# more 64 conv at stride 8; the CenterNet head reads the stride-4 stage with the stride-8 one
+# added top-down. One seed on 3000 scenes, 8 epochs: val mAP@0.5 0.98, COCO mAP 0.74.
+MNIST_DETECT_BACKBONE = ("conv(16,3,padding=same) bn relu conv(32,3,stride=2,padding=same) bn relu "
+                         "conv(64,3,stride=2,padding=same) bn relu "
+                         "conv(64,3,stride=2,padding=same) bn relu conv(64,3,padding=same) bn relu")
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     _recipe("mnist-fast", "MNIST to >= 99% test accuracy in a few seconds on a CPU",
             data="mnist", model=MNIST_FAST_MODEL, epochs=2, batch_size=128, optimizer="adam",
@@ -107,6 +116,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     _recipe("mnist-segment", "mnist-segment scenes: a class per pixel (background + 10 digits)",
             data="mnist-segment", task="segment", head="fcn", model=MNIST_SEGMENT_BACKBONE,
             epochs=10, batch_size=32, optimizer="adam", lr=5e-3, schedule="onecycle",
+            precision="fp32"),
+    _recipe("mnist-detect", "mnist-detect scenes: every digit with its class and box",
+            data="mnist-detect", task="detect", head="centernet", model=MNIST_DETECT_BACKBONE,
+            epochs=8, batch_size=32, optimizer="adam", lr=4e-3, schedule="onecycle",
             precision="fp32"),
 )}
 
