@@ -13,14 +13,20 @@ def run_cli():
 
 def test_export_onnx_default_path(run_cli, run_dir, capsys):
     assert run_cli(["export", str(run_dir)]) == 0
-    assert f"wrote {run_dir / 'model.onnx'}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"wrote {run_dir / 'model.onnx'}" in out
+    # it says what re-ran the file and on what inputs (issue #18 item 7)
+    assert ("verified: onnxruntime (CPU) gave the same outputs as the PyTorch model on random "
+            "uint8 images at batch sizes 1, 3, 8 (rtol 0.001, atol 0.0001)") in out
     assert read_onnx_metadata(run_dir / "model.onnx")["class_names"] == ["cat", "dog", "eel"]
 
 
 @pytest.mark.parametrize("fmt, name", [("torchscript", "m.pt"), ("torch.export", "m.pt2")])
 def test_export_other_formats(run_cli, run_dir, tmp_path, capsys, fmt, name):
     assert run_cli(["export", str(run_dir), "--format", fmt, "--out", str(tmp_path / name)]) == 0
-    assert (tmp_path / name).is_file() and fmt in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert (tmp_path / name).is_file() and fmt in out
+    assert f"verified: the reloaded {'TorchScript file' if fmt == 'torchscript' else 'torch.export program'}" in out
 
 
 def test_bad_export_input_exits_2(run_cli, run_dir, tmp_path, capsys):

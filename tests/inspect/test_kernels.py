@@ -87,8 +87,13 @@ def test_apply_kernel_is_cross_correlation():
 
 
 def test_apply_kernel_errors():
-    with pytest.raises(ValueError, match=r"kernel 'sobel' is unknown; choose one of"):
+    with pytest.raises(ValueError, match=r"kernel 'sobel' is unknown; did you mean 'sobel-y' or "
+                                         r"'sobel-x'\? choose one of"):
         apply_kernel(torch.rand(5, 5), "sobel")
+    with pytest.raises(ValueError, match=r"kernel 'blur' is unknown; did you mean 'box-blur'"):
+        apply_kernel(torch.rand(5, 5), "blur")
+    with pytest.raises(ValueError, match=r"kernel 'zzz' is unknown; choose one of"):
+        apply_kernel(torch.rand(5, 5), "zzz")
     with pytest.raises(ValueError, match=r"padding must be an int >= 0, 'same' or 'valid', got 'sme'"):
         apply_kernel(torch.rand(5, 5), "edge", padding="sme")
     with pytest.raises(ValueError, match=r"padding='same' needs stride 1"):

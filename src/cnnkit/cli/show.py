@@ -379,7 +379,7 @@ def add_parser(subparsers) -> None:
     p = _command(sub, "rf", "the input region one unit of a layer sees",
                  "Draw the receptive field of one unit: the theoretical box from the layer "
                  "arithmetic and the pixels that reach it by gradient (effective field).",
-                 _rf, "cnnkit show rf runs/mnist --layer 3 --unit 2,2 --image digit.png")
+                 _rf, "cnnkit show rf runs/mnist --layer conv2 --unit 2,2 --image digit.png")
     p.add_argument("run", metavar="RUN", help="a run folder (--out of cnnkit train)")
     p.add_argument("--layer", required=True, metavar="NAME", help="layer name (see cnnkit summary)")
     p.add_argument("--unit", type=_unit, default=(0, 0), metavar="I,J",

@@ -12,6 +12,8 @@ image gets brighter from left to right.
 """
 from __future__ import annotations
 
+import difflib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,7 +87,10 @@ def get_kernel(name_or_array) -> torch.Tensor:
     """
     if isinstance(name_or_array, str):
         if name_or_array not in KERNELS:
-            raise ValueError(f"kernel {name_or_array!r} is unknown; choose one of {kernel_names()}")
+            close = difflib.get_close_matches(name_or_array, kernel_names(), n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+            raise ValueError(f"kernel {name_or_array!r} is unknown; {hint}choose one of "
+                             f"{kernel_names()}")
         return KERNELS[name_or_array].clone()
     try:
         kernel = torch.as_tensor(name_or_array, dtype=torch.float32)

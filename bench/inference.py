@@ -1,0 +1,180 @@
+"""Benchmark: inference speed of exported models, onnxruntime vs PyTorch eager, side by side.
+
+Run from the repository root:
+    .venv/bin/python -m bench.inference [--only lenet5,resnet18,segment,detect,...]
+                                        [--repeats 5] [--batches 1,32,256]
+
+For each model it builds the network (weights do not change the speed), exports it with
+``cnnkit.export.export_onnx`` exactly as ``cnnkit export`` does (uint8 pixels in, the
+normalisation and the task's decoding inside the graph, verified against PyTorch) and then
+times, alternately in one process, the same graph in two runtimes:
+
+* ``eager``: the exported module (``cnnkit.export.wrapper.export_module``: preprocessing, the
+  network and the decoding) called in PyTorch under ``torch.inference_mode``;
+* ``onnxruntime``: the ``.onnx`` file in an onnxruntime CPU session with the same thread count
+  (``cnnkit.export.onnx.onnx_session``, spinning off as ``cnnkit serve`` uses it).
+
+Per batch size it reports images/s (median over the repeats), and at batch 1 also the p50 and
+p99 latency of single-image calls (over all repeats' calls). Detection timings stop at the
+graph's outputs; the NMS post-step outside the graph is timed separately (``nms`` column of
+the detection rows, per image, on the decoded top-k).
+
+The models: ``lenet5`` (28×28×1, 10 classes), ``resnet18`` (the zoo's, 32×32×3 small stem,
+10 classes), ``segment`` (the ``mnist-segment`` recipe's FCN, 96×96×1, 11 classes),
+``detect`` (the ``mnist-detect`` recipe's CenterNet, 96×96×1, 10 classes) and, when the FCOS
+head is registered, ``detect-fcos`` (the same backbone with the FCOS head).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench._common import machine_note, print_table
+from cnnkit.export.onnx import export_onnx, onnx_session
+from cnnkit.export.wrapper import export_module
+from cnnkit.models import Sequential, create
+from cnnkit.run.folder import LoadedModel
+from cnnkit.tasks.build import HEADS, task_model
+from cnnkit.tasks.nms import batched_nms
+from cnnkit.train.recipes import MNIST_DETECT_BACKBONE, MNIST_SEGMENT_BACKBONE
+
+
+def _task_loaded(task: str, head: str, spec: str, shape: tuple[int, int, int],
+                 num_classes: int) -> LoadedModel:
+    c, h, w = shape
+    backbone = Sequential.from_spec(spec, input_shape=(h, w, c))
+    model = task_model(task, backbone, num_classes, head=head).eval()
+    names = [str(i) for i in range(num_classes)]
+    return LoadedModel(model, names, None, shape, {}, task=task)
+
+
+def build(name: str) -> LoadedModel:
+    """The named benchmark model as a LoadedModel (random weights, eval mode)."""
+    torch.manual_seed(0)
+    if name == "lenet5":
+        return LoadedModel(create("lenet5", 10, in_channels=1, input_size=28).eval(),
+                           [str(i) for i in range(10)], None, (1, 28, 28), {})
+    if name == "resnet18":
+        return LoadedModel(create("resnet18", 10, in_channels=3, input_size=32).eval(),
+                           [str(i) for i in range(10)], None, (3, 32, 32), {})
+    if name == "segment":
+        return _task_loaded("segment", "fcn", MNIST_SEGMENT_BACKBONE, (1, 96, 96), 11)
+    if name == "detect":
+        return _task_loaded("detect", "centernet", MNIST_DETECT_BACKBONE, (1, 96, 96), 10)
+    if name == "detect-fcos":
+        return _task_loaded("detect", "fcos", MNIST_DETECT_BACKBONE, (1, 96, 96), 10)
+    raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+
+
+MODELS = ("lenet5", "resnet18", "segment", "detect", "detect-fcos")
+
+
+def _calls(fn, batch: np.ndarray, seconds: float, min_calls: int) -> list[float]:
+    """Call ``fn(batch)`` for about ``seconds`` (at least ``min_calls`` times); each call's time."""
+    fn(batch)  # warm-up (first-call allocations, onnxruntime's graph optimisation)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        fn(batch)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def measure(name: str, batches: list[int], repeats: int, seconds: float) -> list[dict]:
+    """Time eager vs onnxruntime for one model; one result dict per (runtime, batch)."""
+    loaded = build(name)
+    module, outputs = export_module(loaded)
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(loaded, Path(tmp) / f"{name}.onnx")
+        session = onnx_session(path, threads=threads)
+        input_name = session.get_inputs()[0].name
+
+        def eager(x: np.ndarray):
+            with torch.inference_mode():
+                return module(torch.from_numpy(x))
+
+        def ort(x: np.ndarray):
+            return session.run(None, {input_name: x})
+
+        runtimes = {"eager": eager, "onnxruntime": ort}
+        rng = np.random.default_rng(0)
+        rows = []
+        for batch in batches:
+            x = rng.integers(0, 256, (batch, *loaded.input_shape), dtype=np.uint8)
+            speeds = {r: [] for r in runtimes}
+            latencies = {r: [] for r in runtimes}
+            for _ in range(repeats):  # alternate: load hits both alike
+                for runtime, fn in runtimes.items():
+                    times = _calls(fn, x, seconds, min_calls=3)
+                    speeds[runtime].append(batch * len(times) / sum(times))
+                    latencies[runtime].extend(times)
+            for runtime in runtimes:
+                lat = np.asarray(latencies[runtime]) * 1e3
+                rows.append({"model": name, "runtime": runtime, "batch": batch,
+                             "images_per_s": statistics.median(speeds[runtime]),
+                             "p50_ms": float(np.percentile(lat, 50)) if batch == 1 else None,
+                             "p99_ms": float(np.percentile(lat, 99)) if batch == 1 else None})
+        if loaded.task == "detect":
+            nms_ms = _nms_ms(loaded, module)
+            for row in rows:
+                row["nms_ms"] = nms_ms
+    return rows
+
+
+def _nms_ms(loaded: LoadedModel, module) -> float:
+    """Median ms per image of the class-aware NMS post-step on the graph's decoded top-k."""
+    x = torch.randint(0, 256, (32, *loaded.input_shape), dtype=torch.uint8)
+    with torch.inference_mode():
+        boxes, scores, labels = module(x)
+    times = []
+    for b, s, lab in zip(boxes, scores, labels):
+        keep = s > 0
+        t0 = time.perf_counter()
+        batched_nms(b[keep], s[keep], lab[keep], 0.5)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated models (default: all)")
+    parser.add_argument("--batches", default="1,32,256", help="batch sizes")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating rounds")
+    parser.add_argument("--seconds", type=float, default=1.0,
+                        help="seconds of calls per runtime per round")
+    args = parser.parse_args(argv)
+    names = [n for n in args.only.split(",") if n] or list(MODELS)
+    if ("detect", "fcos") not in HEADS and "detect-fcos" in names:
+        names.remove("detect-fcos")
+    batches = [int(b) for b in args.batches.split(",")]
+    print(machine_note())
+    results = []
+    for name in names:
+        print(f"{name}: exporting and timing ...", flush=True)
+        results.extend(measure(name, batches, args.repeats, args.seconds))
+    rows = []
+    for name in names:
+        for batch in batches:
+            pair = {r["runtime"]: r for r in results if r["model"] == name and r["batch"] == batch}
+            e, o = pair["eager"], pair["onnxruntime"]
+            lat = (f"{e['p50_ms']:.2f} / {e['p99_ms']:.2f}" if batch == 1 else "",
+                   f"{o['p50_ms']:.2f} / {o['p99_ms']:.2f}" if batch == 1 else "")
+            rows.append([name, batch, f"{e['images_per_s']:.0f}", f"{o['images_per_s']:.0f}",
+                         f"{o['images_per_s'] / e['images_per_s']:.2f}", lat[0], lat[1],
+                         f"{e['nms_ms']:.2f}" if "nms_ms" in e else ""])
+    print_table(f"Inference, images/s (median of {args.repeats} alternating rounds; "
+                f"{torch.get_num_threads()} threads each)",
+                ["model", "batch", "eager img/s", "onnxruntime img/s", "ort / eager",
+                 "eager p50 / p99 ms", "ort p50 / p99 ms", "NMS ms/image"], rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""bench/inference.py runs end to end on a tiny setting: both runtimes, every requested batch."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from bench import inference  # noqa: E402
+
+
+def test_inference_bench_prints_one_row_per_model_and_batch(capsys):
+    inference.main(["--only", "lenet5,detect", "--batches", "1,4", "--repeats", "1",
+                    "--seconds", "0.01"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if re.match(r"\| (lenet5|detect) ", line)]
+    got = [tuple(c.strip() for c in r.strip("|").split("|")[:2]) for r in rows]
+    assert got == [("lenet5", "1"), ("lenet5", "4"), ("detect", "1"), ("detect", "4")], out
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        eager, ort, ratio = float(cells[2]), float(cells[3]), float(cells[4])
+        assert eager > 0 and ort > 0
+        assert ratio == pytest.approx(ort / eager, rel=0.02, abs=0.01)
+        if cells[1] == "1":  # single-image latency p50 <= p99
+            p50, p99 = (float(v) for v in cells[5].split(" / "))
+            assert 0 < p50 <= p99
+        assert (cells[7] != "") == (cells[0] == "detect")  # NMS time only for detection
+
+
+def test_unknown_model_is_refused():
+    with pytest.raises(ValueError, match="unknown model 'vgg99'"):
+        inference.build("vgg99")
