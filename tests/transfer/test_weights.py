@@ -119,3 +119,25 @@ def test_transfer_from_a_module_source():
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 2)
     assert torch.equal(model.conv1.weight, source.conv1.weight.sum(1, keepdim=True))
     assert torch.equal(model.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+
+
+def test_imagenet_stem_weights_into_a_small_stem_model_name_the_stem_to_use(tmp_path):
+    """#18 item 11: torchvision-layout (7x7 conv1) weights into create(input_size=64)."""
+    import cnnkit
+    from cnnkit.errors import CheckpointError
+    from cnnkit.transfer_learning import load_pretrained
+
+    imagenet = cnnkit.models.create("resnet18", num_classes=1000, in_channels=3, input_size=224)
+    path = tmp_path / "resnet18.pth"
+    torch.save(imagenet.state_dict(), path)
+    small = cnnkit.models.create("resnet18", num_classes=10, in_channels=3, input_size=64)
+    assert small.stem == "small"
+    with pytest.raises(CheckpointError, match=r"trained with stem='imagenet' \(conv1 7x7\) and the "
+                       r"model has stem='small'.*create\('resnet18', \.\.\., stem='imagenet'\) "
+                       r"\(CLI: --stem imagenet\)"):
+        load_pretrained(small, path)
+    fitted = cnnkit.models.create("resnet18", num_classes=10, in_channels=3, input_size=64,
+                                  stem="imagenet")
+    report = load_pretrained(fitted, path)
+    assert report.ok and "conv1.weight" in report.matched
+    assert torch.equal(fitted.conv1.weight, imagenet.conv1.weight)

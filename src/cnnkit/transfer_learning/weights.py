@@ -273,6 +273,7 @@ def load_pretrained(model: nn.Module, source, *, strict: bool = True,
     report.unexpected = [k for k in tensors if k not in target]
     if strict and not report.ok:
         raise CheckpointError(f"the weights do not fit the model (strict=True):\n{report}\n"
+                              f"{_stem_hint(model, report)}"
                               "Fix the key names with key_map=..., or pass strict=False to load "
                               "what matches")
     if not report.ok:
@@ -281,3 +282,30 @@ def load_pretrained(model: nn.Module, source, *, strict: bool = True,
         log.info("%s", report)
     model.load_state_dict(to_load, strict=False)
     return report
+
+
+# ResNet stems by their first conv's kernel (cnnkit.models.zoo.resnet): 7x7/2 + max pool, or 3x3/1.
+_STEM_OF_KERNEL = {7: "imagenet", 3: "small"}
+
+
+def _stem_hint(model: nn.Module, report: LoadReport) -> str:
+    """A line naming the stem the weights were trained with, when the stem is what differs.
+
+    ImageNet-layout weights (torchvision's, a 224-pixel run) have a 7x7 ``conv1``; a ResNet
+    created for inputs <= 64 pixels gets the small 3x3 stem by default, so only that tensor
+    fails. Empty when the model has no ``stem`` or the mismatch is elsewhere.
+    """
+    model_stem = getattr(model, "stem", None)
+    for key, source_shape, _ in report.shape_mismatch:
+        if key == "conv1.weight" and isinstance(model_stem, str) and len(source_shape) == 4:
+            stem = _STEM_OF_KERNEL.get(source_shape[-1])
+            if stem and stem != model_stem:
+                arch = getattr(model, "architecture", None)
+                name = arch.get("name") if isinstance(arch, dict) else None
+                name = name or type(model).__name__.lower()
+                return (f"The weights were trained with stem={stem!r} (conv1 "
+                        f"{source_shape[-2]}x{source_shape[-1]}) and the model has "
+                        f"stem={model_stem!r} (chosen for its input size): create it with "
+                        f"cnnkit.models.create({name!r}, ..., stem={stem!r}) (CLI: "
+                        f"--stem {stem}) so every tensor loads.\n")
+    return ""
