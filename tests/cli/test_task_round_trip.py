@@ -299,7 +299,7 @@ def test_a_head_of_another_task_exits_2(tmp_path_factory, tmp_path):
     code, out, err = cli("train", "--data", detect.data, "--head", "fcn", "--epochs", 1,
                          "--out", tmp_path / "bad", "--no-progress")
     assert code == 2
-    assert "head 'fcn' does not do detect; choose one of ['centernet']" in err
+    assert "head 'fcn' does not do detect; choose one of ['centernet', 'fcos']" in err
     assert "Traceback" not in err
 
 

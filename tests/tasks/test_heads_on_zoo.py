@@ -36,6 +36,13 @@ def _check_output(task: str, out, n: int, size: int) -> torch.Tensor:
     if task == "segment":
         assert out.shape == (n, K, size, size)  # logits at the input resolution
         return out.sum()
+    if "logits0" in out:  # FCOS: per-level class logits, ltrb distances, centerness
+        levels = sum(1 for key in out if key.startswith("logits"))
+        for i in range(levels):
+            assert out[f"logits{i}"].shape[:2] == (n, K)
+            assert out[f"ltrb{i}"].shape[1] == 4 and out[f"centerness{i}"].shape[1] == 1
+            assert out[f"ltrb{i}"].shape[-2:] == out[f"logits{i}"].shape[-2:]
+        return sum(v.sum() for v in out.values())
     assert out["heatmap"].shape[:2] == (n, K)
     assert out["size"].shape[1] == 2 and out["offset"].shape[1] == 2
     assert out["size"].shape[-2:] == out["heatmap"].shape[-2:]

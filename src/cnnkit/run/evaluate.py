@@ -180,7 +180,7 @@ def evaluate_task_run(loaded: LoadedModel, data: str, *, split: str = "test",
         sample["pr_curves"], sample["voc_ap"] = voc["curves"], voc["per_class_ap"]
         # "what the detector sees": the head's per-class score maps for the first image
         raw = loaded.outputs(part.images[:1])
-        sample["score_maps"] = torch.sigmoid(raw["heatmap"][0].float())  # (K, h, w)
+        sample["score_maps"] = loaded.model.score_maps(raw)[0].float()  # (K, h, w)
     return TaskEvaluationReport(loaded.task, split, len(part), results, list(loaded.class_names),
                                 sample)
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 from torch import nn
 
 from cnnkit.tasks.detect import Detector
+from cnnkit.tasks.fcos import FCOSDetector
 from cnnkit.tasks.localize import LocalizationModel
 from cnnkit.tasks.segment import FCN, UNet
 from cnnkit.models import build_architecture
 from cnnkit.models import Sequential
 
 HEADS = {("localize", "localization"): LocalizationModel, ("segment", "fcn"): FCN,
-         ("segment", "unet"): UNet, ("detect", "centernet"): Detector}
+         ("segment", "unet"): UNet, ("detect", "centernet"): Detector,
+         ("detect", "fcos"): FCOSDetector}
 TASKS = ("localize", "segment", "detect")
 DEFAULT_HEAD = {"localize": "localization", "segment": "unet", "detect": "centernet"}
 # BN + stride-2 stages (strides 2, 4, 8): small, fast on a 2-core CPU for images <= 128 px.
@@ -50,7 +52,7 @@ def task_model(task: str, backbone: nn.Module, num_classes: int, head: str = "au
         task: "localize", "segment" or "detect".
         backbone: a model with ``feature_info`` and ``forward_stages`` (its classifier unused).
         num_classes: K (segment: including the background class).
-        head: "localization", "fcn", "unet", "centernet"; "auto": :data:`DEFAULT_HEAD`.
+        head: "localization", "fcn", "unet", "centernet", "fcos"; "auto": :data:`DEFAULT_HEAD`.
         **kwargs: settings of the head (e.g. ``dice_weight``, ``box_weight``).
 
     Raises:

@@ -199,6 +199,14 @@ class Detector(nn.Module):
             results.append({"boxes": b, "scores": s, "labels": lab})
         return results
 
+    def score_maps(self, raw: dict[str, Tensor]) -> Tensor:
+        """Class probabilities of the heatmap, ``sigmoid(heatmap)`` ("what the detector sees").
+
+        Shape:
+            -> (N, K, h, w).
+        """
+        return torch.sigmoid(raw["heatmap"])
+
 
 def _gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> float:
     """CornerNet's radius: the largest corner shift that keeps IoU >= min_overlap."""
