@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 import typing
+from pathlib import Path
 
 from cnnkit.train import distributed
 from cnnkit.train.callbacks import Callback
@@ -127,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     main_rank = distributed.env_context().is_main  # only rank 0 prints
     settings = _settings(args)
     progress = False if args.no_progress else None
+    # early stopping and learning-rate drops are said even without --verbose
+    logging.getLogger("cnnkit.train.events").setLevel(logging.INFO)
     if args.resume:
         if settings or args.config or args.recipe:
             given = (", ".join("--" + k.replace("_", "-") for k in settings)
@@ -160,4 +164,16 @@ def run(args: argparse.Namespace) -> int:
     if shown:
         print("  ".join(shown + [f"test loss {res['test_loss']:.4f}"]))
     print(f"run folder: {result.out}")
+    for line in next_steps(result.out):
+        print(line)
     return 0
+
+
+def next_steps(run) -> list[str]:
+    """What to try after training, with the run folder in each command."""
+    lines = ["next:", f"  cnnkit evaluate {run}          # test metrics, per-class table",
+             f"  cnnkit show curves {run}       # loss / accuracy / lr per epoch",
+             f"  cnnkit serve {run}             # a web page to try the model on images"]
+    if (Path(run) / "tensorboard").is_dir():
+        lines.append(f"  tensorboard --logdir {Path(run) / 'tensorboard'}")
+    return lines

@@ -27,6 +27,8 @@ from cnnkit.errors import CheckpointError
 from cnnkit.run.folder import save_weights
 
 log = logging.getLogger(__name__)
+# Decisions a user should see without --verbose (the CLI shows this logger at INFO).
+events = logging.getLogger("cnnkit.train.events")
 
 
 class Callback:
@@ -170,8 +172,8 @@ class EarlyStopping(_Monitor):
         elif self.wait >= max(1, self.patience):
             self.stopped_epoch = epoch
             trainer.stop_training = True
-            log.info("early stopping at epoch %d: %s did not improve for %d epochs (best %.4f)",
-                     epoch, self.monitor, self.wait, self.best)
+            events.info("early stopping at epoch %d: %s did not improve for %d epochs "
+                        "(best %.4f)", epoch, self.monitor, self.wait, self.best)
 
     def on_train_end(self, trainer, logs):
         if self.restore_best_weights and self.best_state is not None:
@@ -261,13 +263,16 @@ class ReduceLROnPlateau(_Monitor):
         self.wait = 0
         self.cooldown_counter = self.cooldown
         scheduler = getattr(trainer, "scheduler", None)
+        before = trainer.optimizer.param_groups[0]["lr"]
         for i, group in enumerate(trainer.optimizer.param_groups):
             new_lr = max(self.min_lr, group["lr"] * self.factor)
             ratio = new_lr / group["lr"] if group["lr"] else 1.0
             group["lr"] = new_lr
             if scheduler is not None and hasattr(scheduler, "base_lrs"):
                 scheduler.base_lrs[i] *= ratio
-        log.info("epoch %d: %s plateaued, learning rate x%g", epoch, self.monitor, self.factor)
+        events.info("epoch %d: %s plateaued for %d epochs, learning rate dropped %.3g -> %.3g",
+                    epoch, self.monitor, self.patience, before,
+                    trainer.optimizer.param_groups[0]["lr"])
 
 
 class CSVLogger(Callback):

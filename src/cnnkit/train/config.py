@@ -23,7 +23,7 @@ LOSSES = ("cross_entropy", "squared_error", "bce")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 TASKS = ("auto", "classify", "localize", "segment", "detect")
-HEADS = ("auto", "localization", "fcn", "unet", "centernet")
+HEADS = ("auto", "localization", "fcn", "unet", "centernet", "fcos")
 
 # A small CNN for 8x8 inputs: two 3x3 "same" convs keep 8x8, one 2x2 pool -> 4x4x32 -> fc.
 DEFAULT_MODEL = (
@@ -58,7 +58,8 @@ class TrainConfig:
             per pixel) or ``detect`` (many boxes); ``auto``: read from the data (a labels.csv
             with box columns, a masks/ folder, COCO/VOC annotations, the scene names).
         head: the task model on the backbone ``model``: ``localization`` (localize), ``fcn`` or
-            ``unet`` (segment), ``centernet`` (detect); ``auto``: the task's default (unet for
+            ``unet`` (segment), ``centernet`` or ``fcos`` (detect: one centre heatmap, or FCOS's
+            per-level boxes on a feature pyramid); ``auto``: the task's default (unet for
             segment). Not used by classify.
         image_root: COCO data: the folder the JSON's file names are relative to (None: the
             JSON's own folder).
@@ -118,6 +119,10 @@ class TrainConfig:
             several processes the non-final micro-batches skip the gradient all-reduce.
         sync_bn: in a multi-process CUDA run, BatchNorm statistics over the global batch
             (``torch.nn.SyncBatchNorm``); ignored in one process, skipped with a warning on CPU.
+        tensorboard: write TensorBoard event files to ``RUN/tensorboard/`` (loss, metrics and
+            learning rate per step and epoch, the graph, a few mistaken validation images);
+            None: exactly when the ``tensorboard`` package is installed (``pip install
+            cnnkit[tensorboard]``). View them with ``tensorboard --logdir RUN/tensorboard``.
 
     Example:
         >>> cfg = TrainConfig(epochs=3, lr=1e-3)
@@ -163,6 +168,7 @@ class TrainConfig:
     out: str | None = None
     accumulate_steps: int = 1
     sync_bn: bool = False
+    tensorboard: bool | None = None
 
     def __post_init__(self):
         for name in ("data", "model", "augment"):
@@ -205,6 +211,9 @@ class TrainConfig:
         _check_choice(self.precision, PRECISIONS, "precision")
         _check_choice(self.task, TASKS, "task")
         _check_choice(self.head, HEADS, "head")
+        if self.tensorboard is not None and not isinstance(self.tensorboard, bool):
+            raise TypeError(f"tensorboard must be True, False or None (on when the tensorboard "
+                            f"package is installed), got {self.tensorboard!r}")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0, got momentum=0; "
                              "set momentum (e.g. 0.9) or turn nesterov off")

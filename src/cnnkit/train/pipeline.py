@@ -9,7 +9,7 @@ can replace one without copying the others:
 2. :func:`build_run_model` — the registry model or spec-string ``Sequential`` sized for the
    data (or ``model_builder``'s), set up from a sample of the data (``prepare_model``).
 3. :func:`fit_model` — the run folder's own callbacks (metrics.jsonl, augmentation epochs,
-   early stopping) and ``Trainer.fit`` with a checkpoint every epoch.
+   early stopping, TensorBoard event files) and ``Trainer.fit`` with a checkpoint every epoch.
 4. :func:`write_results` — weights.safetensors, the test evaluation, results.json and
    curves.png.
 
@@ -55,6 +55,7 @@ from cnnkit.tasks.objective import MAIN_METRIC, objective_for
 from cnnkit.train.config import DEFAULT_MODEL, TrainConfig
 from cnnkit.train.device import resolve_device
 from cnnkit.train.recipes import prepare_model
+from cnnkit.train.tensorboard import TENSORBOARD_DIR, TensorBoardLogger, resolve_tensorboard
 from cnnkit.train.trainer import History, Trainer
 
 log = logging.getLogger(__name__)
@@ -377,7 +378,8 @@ def fit_model(config: TrainConfig, model: nn.Module, data: TrainingData, out: Pa
 
     The run's own callbacks come first: ``metrics.jsonl`` (rank 0 only), the per-epoch
     augmentation seed (``config.augment``), early stopping (``config.early_stopping``, on
-    ``val_loss`` when there is a validation split); then ``callbacks``.
+    ``val_loss`` when there is a validation split), TensorBoard event files in
+    ``out/tensorboard`` (``config.tensorboard``, rank 0 only); then ``callbacks``.
 
     Args:
         config: the run's settings (epochs, optimizer, ...).
@@ -394,6 +396,7 @@ def fit_model(config: TrainConfig, model: nn.Module, data: TrainingData, out: Pa
 
     Raises:
         TrainingError: NaN/inf loss (the last good checkpoint is kept).
+        ValueError: ``config.tensorboard`` is True but tensorboard is not installed.
 
     Example:
         >>> trainer, history = fit_model(config, model, data, out, ctx=ctx)  # doctest: +SKIP
@@ -418,6 +421,8 @@ def fit_model(config: TrainConfig, model: nn.Module, data: TrainingData, out: Pa
             monitor, mode = f"val_{MAIN_METRIC[data.task]}", "max"
         own_callbacks.append(EarlyStopping(monitor=monitor, patience=config.early_stopping,
                                            mode=mode))
+    if resolve_tensorboard(config.tensorboard) and ctx.is_main:
+        own_callbacks.append(_tensorboard_logger(data, out))
     trainer = Trainer(model, config, callbacks=[*own_callbacks, *callbacks],
                       checkpoint_dir=out / rf.CHECKPOINT_DIR, progress=progress,
                       checkpoint_extra={"data": config.data, "seed": config.seed},
@@ -426,6 +431,17 @@ def fit_model(config: TrainConfig, model: nn.Module, data: TrainingData, out: Pa
     history = trainer.fit(data.train_loader, data.val_loader,
                           resume_from=out / rf.CHECKPOINT_DIR if resume else None)
     return trainer, history
+
+
+def _tensorboard_logger(data: TrainingData, out: Path) -> TensorBoardLogger:
+    """The run's TensorBoard callback: graph traced on two training images, mistakes of the
+    validation split for classification (the other tasks' outputs are not one class)."""
+    if data.task != "classify":
+        log.info("TensorBoard: no mistaken images for %s runs (scalars and graph only)", data.task)
+    return TensorBoardLogger(
+        out / TENSORBOARD_DIR, example=data.normalization.apply(data.sample[:2]),
+        mistakes=data.val_loader if data.task == "classify" else None,
+        normalization=data.normalization, class_names=data.class_names)
 
 
 def write_results(out: Path, trainer: Trainer, history: History, data: TrainingData, *,

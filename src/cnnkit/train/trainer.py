@@ -9,7 +9,8 @@ One epoch, top to bottom::
         clip_grad_norm_(grad_clip);  optimizer.step();  optimizer.zero_grad(set_to_none=True)
         scheduler.step();  ema.update()                   # per-step schedule, weight average
         metrics.update(loss, out, y)                      # on the device: no sync per batch
-        every log_every steps: one .item(), NaN/inf check, progress bar
+        every log_every steps (and when a ~10 s progress line is due): one .item(),
+        NaN/inf check, progress bar or line
 
 then evaluation on the validation loader, callbacks, and a checkpoint (``checkpoint_every``).
 """
@@ -42,10 +43,19 @@ from cnnkit.tasks.classification import MetricAccumulator
 from cnnkit.tasks.objective import Objective, detach
 from cnnkit.train.optimizers import build_optimizer
 from cnnkit.train.outputs import PROBS, flip_tta, output_kind, predict_proba
-from cnnkit.train.progress import EpochProgress
+from cnnkit.train.progress import LINE_INTERVAL_S, EpochProgress
 from cnnkit.train.schedules import build_schedule
 
 log = logging.getLogger(__name__)
+# What a user should see during a run even without --verbose (the CLI shows it at INFO):
+# early stopping, learning-rate drops.
+events = logging.getLogger("cnnkit.train.events")
+
+# A learning rate that falls by this factor or more in one step is announced (the ``step``
+# schedule's milestones), unless it is below LR_DROP_FLOOR of the peak: cosine and one-cycle
+# fall that fast only in their last few steps, where the rate is already ~0.
+LR_DROP_FACTOR = 2.0
+LR_DROP_FLOOR = 0.01
 
 
 class History:
@@ -93,8 +103,10 @@ class Trainer:
             have one is saved in checkpoints and restored on a resume).
         checkpoint_dir: write resumable checkpoints there (None: no checkpoints).
         checkpoint_extra: JSON-able metadata stored in every checkpoint.
-        progress: show a progress bar (None: only on a terminal).
+        progress: False: no progress output; None: a bar on a terminal, else a line on
+            stderr every ``progress_interval`` seconds; True: a bar.
         log_every: steps between host syncs (running loss, NaN check, progress bar).
+        progress_interval: seconds between progress lines when stderr is not a terminal.
         top_k: also report top-k accuracy.
         objective: the task's loss and metrics for localisation, segmentation or detection
             (:func:`cnnkit.tasks.objective.objective_for`); then ``y`` is a dict of target
@@ -117,7 +129,8 @@ class Trainer:
                  callbacks: Iterable[Callback] = (), checkpoint_dir: str | Path | None = None,
                  checkpoint_extra: dict[str, Any] | None = None, progress: bool | None = None,
                  log_every: int = 50, top_k: int | None = None,
-                 objective: Objective | None = None):
+                 objective: Objective | None = None,
+                 progress_interval: float = LINE_INTERVAL_S):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.config = config or TrainConfig()
@@ -158,6 +171,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_extra = dict(checkpoint_extra or {})
         self.progress = progress
+        self.progress_interval = progress_interval
         self.log_every = max(1, int(log_every))
         self.top_k = top_k
         self.history = History()
@@ -269,7 +283,16 @@ class Trainer:
             outs.append(out)
         return torch.stack(losses).sum(), _cat(outs)
 
+    def _announce_lr_drop(self, before: float) -> None:
+        """Log (``cnnkit.train.events``) a learning rate that fell >= 2x in this step."""
+        after = self.optimizer.param_groups[0]["lr"]
+        if after * LR_DROP_FACTOR <= before and after >= LR_DROP_FLOOR * self.config.lr:
+            events.info("after step %d (epoch %d): learning rate dropped %.3g -> %.3g (%s "
+                        "schedule)",
+                        self.global_step, self.epoch + 1, before, after, self.config.schedule)
+
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lr_before = self.optimizer.param_groups[0]["lr"]
         loss, out = self._forward_backward(x, y)
         if self.scaler is not None:
             if self.config.grad_clip:
@@ -287,6 +310,8 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.global_step += 1
+        if self.dist.is_main:
+            self._announce_lr_drop(lr_before)
         return loss, out
 
     def train_epoch(self, loader: Iterable, epoch: int, epochs: int) -> dict[str, float]:
@@ -299,7 +324,7 @@ class Trainer:
         metrics = self._new_metrics(training=True)
         total = len(loader) if hasattr(loader, "__len__") else None
         bar = EpochProgress(total, epoch, epochs, enabled=self.progress if self.dist.is_main
-                            else False)
+                            else False, interval=self.progress_interval)
         try:
             for x, y in loader:
                 x, y = self._to_device(x, y)
@@ -311,13 +336,15 @@ class Trainer:
                     raise self._out_of_memory(exc, len(x)) from exc
                 metrics.update(loss, out, y)
                 bar.update(len(x))
-                if self.global_step % self.log_every == 0:
+                log_step = self.global_step % self.log_every == 0
+                if log_step or bar.line_due():  # line_due: rank 0 only, never a collective
                     running = metrics.compute()
                     if not math.isfinite(running["loss"]):
                         raise self._diverged(f"the training loss became {running['loss']}", epoch)
                     bar.set_metrics(running["loss"], running.get(self.main_metric),
                                     "acc" if self.objective is None else self.main_metric)
-                    self._call("on_batch_end", self.global_step, running)
+                    if log_step:
+                        self._call("on_batch_end", self.global_step, running)
         finally:
             bar.close()
         distributed.reduce_metrics(metrics)  # over every rank's images
