@@ -24,7 +24,7 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("run",),                              # the run folder: save / load a trained model
     ("inspect", "viz"),                    # summaries, receptive fields, pictures
     ("train",),                            # losses, optimizers, Trainer, the train() pipeline
-    ("transfer_learning", "export", "serve"),
+    ("transfer_learning", "export", "serve", "report"),
     ("keras",),                            # Keras' names and compile / fit on top of train
     ("cli", "__main__", ""),               # the CLI, and the cnnkit package's own facade
 )

@@ -84,3 +84,4 @@ def test_readme_commands_run_as_written(tmp_path, monkeypatch, capsys):
         with Image.open(tmp_path / name) as picture:  # every picture is a real PNG
             assert picture.format == "PNG" and min(picture.size) > 50, name
     assert np.asarray(Image.open(tmp_path / "rf.png")).std() > 0
+    assert (run / "report.html").is_file()  # cnnkit report

@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnkit.train.losses import (BinaryCrossEntropyLoss, CrossEntropyLoss, SquaredErrorLoss,
+from cnnkit.train.losses import (BinaryCrossEntropyLoss, CrossEntropyLoss, MeanSquaredErrorLoss,
+                                 SquaredErrorLoss,
                                  get_loss)
 
 
@@ -64,7 +65,9 @@ def test_binary_cross_entropy_matches_torch(batch):
 def test_get_loss_resolves_keras_names_and_passes_callables():
     assert isinstance(get_loss("categorical_crossentropy"), CrossEntropyLoss)
     assert isinstance(get_loss("sparse_categorical_crossentropy"), CrossEntropyLoss)
-    assert isinstance(get_loss("mse"), SquaredErrorLoss)
+    assert isinstance(get_loss("squared_error"), SquaredErrorLoss)
+    assert isinstance(get_loss("mse"), MeanSquaredErrorLoss)
+    assert isinstance(get_loss("mean_squared_error"), MeanSquaredErrorLoss)
     assert isinstance(get_loss("binary_crossentropy"), BinaryCrossEntropyLoss)
     torch_loss = nn.CrossEntropyLoss()
     assert get_loss(torch_loss) is torch_loss
@@ -81,3 +84,28 @@ def test_get_loss_errors():
     with pytest.raises(ValueError, match="class_weights has 2 values but the model outputs 4"):
         get_loss("cross_entropy", class_weights=[1.0, 2.0])(torch.zeros(2, 4),
                                                             torch.tensor([0, 1]))
+
+
+def test_keras_mse_is_the_mean_over_classes_two_over_k_of_the_squared_error():
+    """Keras' mse = mean_k (t_k - y_k)^2; the tutorials' E = 1/2 sum_k: mse = (2/K) E."""
+    torch.manual_seed(0)
+    logits, target = torch.randn(6, 5), torch.randint(0, 5, (6,))
+    p = torch.softmax(logits, dim=1)
+    t = F.one_hot(target, 5).float()
+    mse = MeanSquaredErrorLoss()(logits, target)
+    assert mse.item() == pytest.approx(((t - p) ** 2).mean().item(), rel=1e-6)
+    assert mse.item() == pytest.approx(2 / 5 * SquaredErrorLoss()(logits, target).item(), rel=1e-6)
+
+
+def test_the_same_loss_names_in_python_config_and_cli():
+    from cnnkit.cli import build_parser
+    from cnnkit.train import TrainConfig
+
+    assert TrainConfig(loss="mean_squared_error").loss == "mse"
+    assert TrainConfig(loss="categorical_crossentropy").loss == "cross_entropy"
+    for name, stored in (("mse", "mse"), ("squared_error", "squared_error"),
+                         ("sparse_categorical_crossentropy", "cross_entropy")):
+        args = build_parser().parse_args(["train", "--loss", name])
+        assert TrainConfig(loss=args.loss).loss == stored
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainConfig(loss="hinge")

@@ -15,7 +15,7 @@ from cnnkit.errors import CnnkitError
 
 # One module per sub-command group, in the order ``cnnkit --help`` lists them.
 COMMAND_MODULES = ("train", "evaluate", "predict", "lr_find", "finetune", "embed", "summary",
-                   "models", "data", "show", "export", "serve")
+                   "models", "data", "show", "export", "serve", "report")
 
 
 class _Parser(argparse.ArgumentParser):

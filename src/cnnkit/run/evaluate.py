@@ -70,7 +70,7 @@ def evaluate_images(loaded: LoadedModel, images: torch.Tensor, labels: torch.Ten
                             list(loaded.class_names))
 
 
-def _split_of(splits, data: str, split: str, loaded: LoadedModel):
+def split_of(splits, data: str, split: str, loaded: LoadedModel):
     """The ``split`` part of ``splits`` (DataSplits or AnnotatedSplits), with the run's classes.
 
     Raises:
@@ -83,8 +83,7 @@ def _split_of(splits, data: str, split: str, loaded: LoadedModel):
     part = parts[split]
     if list(part.class_names) != list(loaded.class_names):
         raise DataError(f"--data {data!r} has classes {part.class_names!r} but the model was "
-                        f"trained on {loaded.class_names!r}; evaluate on data with the same "
-                        "classes")
+                        f"trained on {loaded.class_names!r}; use data with the same classes")
     return part
 
 
@@ -103,7 +102,7 @@ def evaluate_run(loaded: LoadedModel, data: str, *, split: str = "test",
     splits = open_data(data, data_dir=data_dir, size=(h, w), channels=c,
                        val_split=loaded.config.get("val_split", 0.0),
                        seed=loaded.config.get("seed", 0))
-    part = _split_of(splits, data, split, loaded)
+    part = split_of(splits, data, split, loaded)
     return evaluate_images(loaded, part.images, part.labels, split=split,
                            batch_size=batch_size, tta=tta)
 
@@ -162,7 +161,7 @@ def evaluate_task_run(loaded: LoadedModel, data: str, *, split: str = "test",
     splits = open_annotated(data, task=loaded.task, data_dir=data_dir, size=(h, w), channels=c,
                             val_split=loaded.config.get("val_split", 0.1),
                             seed=loaded.config.get("seed", 0), image_root=image_root)
-    part = _split_of(splits, data, split, loaded)
+    part = split_of(splits, data, split, loaded)
     objective = objective_for(loaded.model, loaded.task, loaded.input_shape, loaded.class_names)
     metrics = objective.metrics()
     targets = part.targets()

@@ -19,7 +19,18 @@ from cnnkit.run.atomic import atomic_write_text
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
-LOSSES = ("cross_entropy", "squared_error", "bce")
+LOSSES = ("cross_entropy", "squared_error", "mse", "bce")
+# Keras' and the tutorials' loss names -> one of LOSSES (the same names in Python and the CLI).
+# ``mse`` means what it means in Keras: the mean over the classes of (t - y)^2, which is
+# 2/K times the tutorials' squared error ½Σ(t - y)².
+LOSS_ALIASES = {
+    "cross_entropy": "cross_entropy", "crossentropy": "cross_entropy", "ce": "cross_entropy",
+    "categorical_crossentropy": "cross_entropy",
+    "sparse_categorical_crossentropy": "cross_entropy",
+    "squared_error": "squared_error",
+    "mse": "mse", "mean_squared_error": "mse",
+    "bce": "bce", "binary_crossentropy": "bce", "binary_cross_entropy": "bce",
+}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 TASKS = ("auto", "classify", "localize", "segment", "detect")
@@ -83,7 +94,10 @@ class TrainConfig:
         schedule: ``constant``, ``step`` (×0.1 at 50% and 75% of the epochs), ``cosine`` or
             ``onecycle``.
         warmup_epochs: linear warm-up from 0 over this many epochs (may be fractional).
-        loss: ``cross_entropy``, ``squared_error`` (½Σ(t − softmax)²) or ``bce``.
+        loss: ``cross_entropy``, ``squared_error`` (½Σ(t − softmax)²), ``mse`` (Keras' mean
+            over the classes of (t − softmax)²) or ``bce``; Keras' names
+            (``categorical_crossentropy``, ``mean_squared_error``, ...) are accepted and stored
+            as these.
         label_smoothing: cross-entropy label smoothing ε in [0, 1).
         augment: augmentation spec for ``cnnkit.augment.parse_augment`` (``""``: none).
         val_split: fraction of the training set held out for validation.
@@ -206,6 +220,9 @@ class TrainConfig:
         if self.schedule == "one-cycle":  # the prose name (README, docs) means the same
             object.__setattr__(self, "schedule", "onecycle")
         _check_choice(self.schedule, SCHEDULES, "schedule")
+        if isinstance(self.loss, str):  # Keras' and the tutorials' names mean the same
+            key = self.loss.strip().lower().replace("-", "_")
+            object.__setattr__(self, "loss", LOSS_ALIASES.get(key, self.loss))
         _check_choice(self.loss, LOSSES, "loss")
         _check_choice(self.device, DEVICES, "device")
         _check_choice(self.precision, PRECISIONS, "precision")

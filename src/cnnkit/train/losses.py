@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnkit.train.config import LOSS_ALIASES
+
 _EPS = 1e-7  # Keras' epsilon: keeps log(p) finite when a softmax output underflows to 0
 
 
@@ -111,6 +113,33 @@ class SquaredErrorLoss(nn.Module):
         return 0.5 * ((t - p) ** 2).sum(dim=1).mean()
 
 
+class MeanSquaredErrorLoss(nn.Module):
+    """Keras' ``mse``: the mean over N and the K classes of (t_k − y_k)² on softmax outputs.
+
+    The same gradient direction as :class:`SquaredErrorLoss`, scaled by 2/K: Keras' listing
+    with ``loss="mse"`` trains at Keras' step sizes only with this scale.
+
+    Args:
+        from_probs: the output is already a probability vector (model ends in softmax).
+
+    Shape:
+        output (N, K); target (N,) int64 or (N, K) float; result a scalar.
+
+    Example:
+        >>> MeanSquaredErrorLoss()(torch.zeros(1, 2), torch.tensor([0]))  # ((1−½)² + (0−½)²)/2
+        tensor(0.2500)
+    """
+
+    def __init__(self, from_probs: bool = False):
+        super().__init__()
+        self.from_probs = from_probs
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p = _probs(output.float(), self.from_probs)
+        t = _one_hot(target, p.shape[1], p.dtype)
+        return ((t - p) ** 2).mean()
+
+
 class BinaryCrossEntropyLoss(nn.Module):
     """Binary cross-entropy per output unit (multi-label, or one sigmoid unit for two classes).
 
@@ -139,20 +168,8 @@ class BinaryCrossEntropyLoss(nn.Module):
         return F.binary_cross_entropy_with_logits(output, t)
 
 
-# Keras and tutorial names -> one of our losses.
-_ALIASES = {
-    "cross_entropy": "cross_entropy",
-    "crossentropy": "cross_entropy",
-    "ce": "cross_entropy",
-    "categorical_crossentropy": "cross_entropy",
-    "sparse_categorical_crossentropy": "cross_entropy",
-    "squared_error": "squared_error",
-    "mse": "squared_error",
-    "mean_squared_error": "squared_error",
-    "bce": "bce",
-    "binary_crossentropy": "bce",
-    "binary_cross_entropy": "bce",
-}
+# Keras and tutorial names -> one of our losses (shared with TrainConfig and the CLI).
+_ALIASES = LOSS_ALIASES
 
 
 def get_loss(loss: str | Callable = "cross_entropy", *, label_smoothing: float = 0.0,
@@ -162,7 +179,7 @@ def get_loss(loss: str | Callable = "cross_entropy", *, label_smoothing: float =
 
     Args:
         loss: ``"cross_entropy"`` (aliases ``categorical_crossentropy``,
-            ``sparse_categorical_crossentropy``), ``"squared_error"`` (``mse``), ``"bce"``
+            ``sparse_categorical_crossentropy``), ``"squared_error"`` (½Σ), ``"mse"`` (Keras' mean), ``"bce"``
             (``binary_crossentropy``), or any callable ``loss(output, target) -> scalar`` such as
             ``torch.nn.CrossEntropyLoss()``.
         label_smoothing: cross-entropy only.
@@ -196,4 +213,6 @@ def get_loss(loss: str | Callable = "cross_entropy", *, label_smoothing: float =
                          f"loss={loss!r}; remove them or use loss='cross_entropy'")
     if name == "squared_error":
         return SquaredErrorLoss(from_probs=from_probs)
+    if name == "mse":
+        return MeanSquaredErrorLoss(from_probs=from_probs)
     return BinaryCrossEntropyLoss(from_probs=from_probs)
