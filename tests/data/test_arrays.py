@@ -83,7 +83,7 @@ def test_label_forms():
     one_hot = np.eye(4)[[3, 0]]
     data = from_arrays(NCHW[:2], one_hot)
     assert data.labels.tolist() == [3, 0] and data.num_classes == 4
-    assert from_arrays(NCHW[:2], np.array([2.0, 1.0])).labels.tolist() == [2, 1]
+    assert from_arrays(NCHW[:2], np.array([1.0, 0.0])).labels.tolist() == [1, 0]
     named = from_arrays(NCHW[:3], np.array(["dog", "cat", "dog"]))
     assert named.class_names == ["cat", "dog"] and named.labels.tolist() == [1, 0, 1]
     given = from_arrays(NCHW[:2], [0, 1], class_names=["a", "b", "c"])

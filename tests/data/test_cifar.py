@@ -133,9 +133,9 @@ def test_binary_size_not_a_multiple_of_the_record(cifar10_bin_dir):
 
 
 def test_missing_batch_and_wrong_variant(cifar10_py_dir):
-    os.remove(cifar10_py_dir.path / "cifar-10-batches-py" / "data_batch_3")
-    with pytest.raises(DataError, match="no file 'data_batch_3'"):
-        load_cifar(cifar10_py_dir.path, split="train")
+    os.remove(cifar10_py_dir.path / "cifar-10-batches-py" / "test_batch")
+    with pytest.raises(DataError, match=r"none of the test batch files \['test_batch'\]"):
+        load_cifar(cifar10_py_dir.path, split="test")
     with pytest.raises(DataError, match="variant='cifar100' but .* holds cifar10"):
         load_cifar(cifar10_py_dir.path, split="test", variant="cifar100")
     with pytest.raises(ValueError, match="only for CIFAR-100"):

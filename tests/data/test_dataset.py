@@ -38,8 +38,8 @@ def test_class_counts_include_empty_classes():
     (torch.zeros(2, 1, 3, 3, dtype=torch.uint8), torch.tensor([0, 1], dtype=torch.int32), "int64"),
     (torch.zeros(3, 1, 3, 3, dtype=torch.uint8), torch.tensor([0, 1]), "3 images but 2 labels"),
     (torch.zeros(2, 1, 3, 3, dtype=torch.uint8), torch.tensor([0, 2]),
-     r"label 2 in src is outside \[0, 2\)"),
-    (torch.zeros(2, 1, 3, 3, dtype=torch.uint8), torch.tensor([-1, 0]), "label -1"),
+     r"labels in src: 1 label\(s\) \(at indices \[1\], values \[2\]\) outside \[0, 2\)"),
+    (torch.zeros(2, 1, 3, 3, dtype=torch.uint8), torch.tensor([-1, 0]), r"values \[-1\]"),
 ])
 def test_validation_errors_name_the_source(images, labels, match):
     with pytest.raises(DataError, match=match) as info:

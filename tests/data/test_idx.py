@@ -110,7 +110,8 @@ def test_load_idx_swapped_files(tmp_path, idx_writer):
 def test_load_idx_labels_out_of_range(tmp_path, idx_writer):
     images = idx_writer(tmp_path / "i", np.zeros((2, 2, 2), np.uint8))
     labels = idx_writer(tmp_path / "l", np.array([0, 5], np.uint8))
-    with pytest.raises(DataError, match=r"label 5 .* outside \[0, 3\)"):
+    with pytest.raises(DataError,
+                       match=r"1 label\(s\) \(at indices \[1\], values \[5\]\) outside \[0, 3\)"):
         load_idx(images, labels, class_names=["a", "b", "c"])
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnkit.data.dataset import DataSplits, ImageData, index_class_names
+from cnnkit.data.dataset import DataSplits, ImageData, default_class_names
 from cnnkit.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -93,8 +93,8 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
                     "normalised data cannot be turned back into pixels — pass the raw images")
 
 
-def _labels_and_names(labels: np.ndarray, class_names,
-                      source: str) -> tuple[np.ndarray, list[str]]:
+def _labels_and_names(labels: np.ndarray, class_names, source: str,
+                      allow_label_gaps: bool) -> tuple[np.ndarray, list[str]]:
     if labels.ndim == 2:
         if labels.shape[1] == 0:
             raise DataError(f"one-hot labels must have at least one column, got shape "
@@ -117,13 +117,13 @@ def _labels_and_names(labels: np.ndarray, class_names,
         raise DataError(f"labels must be integers, one-hot rows or strings, got {labels.dtype}")
     labels = labels.astype(np.int64)
     if class_names is None:
-        class_names = default or index_class_names(int(labels.max()) if len(labels) else 0,
-                                                   source)
+        class_names = default or default_class_names(labels, source,
+                                                     allow_label_gaps=allow_label_gaps)
     return labels, list(class_names)
 
 
 def from_arrays(images, labels, *, class_names=None, layout: str = "auto",
-                source: str = "arrays") -> ImageData:
+                source: str = "arrays", allow_label_gaps: bool = False) -> ImageData:
     """Build an ImageData from image and label arrays (numpy or torch).
 
     Args:
@@ -132,6 +132,9 @@ def from_arrays(images, labels, *, class_names=None, layout: str = "auto",
         class_names: one name per class; default from the string labels, or "0".."K-1".
         layout: ``"auto"``, ``"NHW"``, ``"NHWC"`` or ``"NCHW"``.
         source: name used in error messages.
+        allow_label_gaps: integer labels without ``class_names`` must be 0..K-1 without gaps;
+            True accepts a gap (a K = max label + 1 model whose unused classes never appear;
+            nothing is remapped).
 
     Shape:
         images -> (N, C, H, W) uint8 (C = 1 for N×H×W; 4 channels lose alpha -> 3);
@@ -141,7 +144,8 @@ def from_arrays(images, labels, *, class_names=None, layout: str = "auto",
         TypeError: not an array or tensor.
         ValueError: unknown layout.
         DataError: ambiguous layout, pixel values out of range, non-integer labels, labels
-            outside the classes, or image and label counts that differ.
+            outside the classes, integer labels with gaps (unless ``allow_label_gaps``), or
+            image and label counts that differ.
 
     Example:
         >>> data = from_arrays(np.random.rand(10, 28, 28, 1), np.arange(10) % 2)
@@ -161,8 +165,11 @@ def from_arrays(images, labels, *, class_names=None, layout: str = "auto",
                            source)
             images = images[:, :3]  # (N, 4, H, W) -> (N, 3, H, W)
         pixels = _to_uint8(images)
-        label_values, names = _labels_and_names(labels, class_names, source)
+        label_values, names = _labels_and_names(labels, class_names, source,
+                                                allow_label_gaps)
     except DataError as e:
+        if str(e).startswith(f"{source}:"):  # the message names the source already
+            raise
         raise DataError(f"{source}: {e}") from e
     return ImageData(torch.from_numpy(np.ascontiguousarray(pixels)),
                      torch.from_numpy(label_values), names, source=source)
@@ -193,28 +200,32 @@ def _member(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
         raise DataError(f"cannot read {path}[{key!r}]: {e!r}; the archive is corrupt") from e
 
 
-def load_npy(images_path, labels_path) -> ImageData:
+def load_npy(images_path, labels_path, *, allow_label_gaps: bool = False) -> ImageData:
     """Load images and labels from two ``.npy`` files (never unpickled).
 
     Raises:
-        DataError: missing file, a file that needs unpickling, or anything ``from_arrays`` rejects.
+        DataError: missing file, a file that needs unpickling, or anything ``from_arrays`` rejects
+            (``allow_label_gaps`` as there).
 
     Example:
         >>> data = load_npy("x.npy", "y.npy")
     """
     images = _load_array(Path(images_path))
     labels = _load_array(Path(labels_path))
-    return from_arrays(images, labels, source=str(images_path))
+    return from_arrays(images, labels, source=str(images_path),
+                       allow_label_gaps=allow_label_gaps)
 
 
 def load_npz(path, *, images_key: str | None = None,
-             labels_key: str | None = None) -> ImageData | DataSplits:
+             labels_key: str | None = None,
+             allow_label_gaps: bool = False) -> ImageData | DataSplits:
     """Load a ``.npz`` archive: one labelled set, or train/val/test sets.
 
     Keys are detected when not given: ``x``/``y``, ``images``/``labels``, ``X``/``y``,
     ``data``/``labels`` give one ImageData; ``x_train``/``y_train`` with ``x_test``/``y_test``
     and/or ``x_val``/``y_val`` give DataSplits. An optional ``class_names`` array of strings
-    names the classes. Nothing is unpickled (``allow_pickle=False``).
+    names the classes. Nothing is unpickled (``allow_pickle=False``). ``allow_label_gaps`` as in
+    :func:`from_arrays`.
 
     Raises:
         ValueError: only one of images_key / labels_key given.
@@ -246,22 +257,30 @@ def load_npz(path, *, images_key: str | None = None,
                 raise DataError(f"{path} has no {sorted({x_key, y_key} - keys)}; keys are "
                                 f"{sorted(keys)}")
             return from_arrays(_member(archive, x_key, path), _member(archive, y_key, path),
-                               class_names=names, source=f"{path}[{x_key}]")
+                               class_names=names, source=f"{path}[{x_key}]",
+                               allow_label_gaps=allow_label_gaps)
         parts = {split: from_arrays(_member(archive, x, path), _member(archive, y, path),
-                                    class_names=names, source=f"{path}[{x}]")
+                                    class_names=names, source=f"{path}[{x}]",
+                                    allow_label_gaps=True)  # checked on all splits below
                  for split, (x, y) in _SPLIT_KEYS.items() if {x, y} <= keys}
     if "train" not in parts or len(parts) < 2:
         raise DataError(f"{path} has keys {sorted(keys)}; expected x/y, images/labels, or "
                         "x_train/y_train with x_test/y_test or x_val/y_val — or pass "
                         "images_key= and labels_key=")
     if names is None:
-        _align_default_names(parts)
+        _align_default_names(parts, str(path), allow_label_gaps)
     return DataSplits(**parts)
 
 
-def _align_default_names(parts: dict[str, ImageData]) -> None:
-    """Give every split the longest default "0".."K-1" list (a split may lack the top class)."""
-    widest = max((part.class_names for part in parts.values()), key=len)
+def _align_default_names(parts: dict[str, ImageData], source: str,
+                         allow_label_gaps: bool) -> None:
+    """Give every split the default "0".."K-1" names of all splits' integer labels together (a
+    split may lack a class another has), refusing a gap in their union."""
+    if any(part.class_names != [str(k) for k in range(part.num_classes)]
+           for part in parts.values()):
+        return  # string or one-hot labels: the names are the data's own
+    every = torch.cat([part.labels for part in parts.values()])
+    names = default_class_names(every, source, allow_label_gaps=allow_label_gaps)
     for split, part in parts.items():
-        if part.class_names != widest and widest[: part.num_classes] == part.class_names:
-            parts[split] = ImageData(part.images, part.labels, widest, source=part.source)
+        if part.class_names != names:
+            parts[split] = ImageData(part.images, part.labels, names, source=part.source)

@@ -14,6 +14,11 @@ cifar-100-binary      train.bin / test.bin               fine/coarse_label_names
 Pickle batches are read by a restricted unpickler that builds only numpy arrays (plus lists,
 dicts, strings and numbers, which need no import); anything else is refused. Archives are read
 member by member in memory and never extracted.
+
+A CIFAR-10 folder (or archive) may hold only some of the five training batches, e.g. a
+user's own subset with ``data_batch_1`` and ``data_batch_3``: the batches present are read and
+a warning names the missing ones. A split with none of its batches is refused. Labels must lie
+inside the class names of the meta file (10 for CIFAR-10, 100 fine or 20 coarse for CIFAR-100).
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from cnnkit.data.dataset import ImageData
+from cnnkit.data.dataset import ImageData, check_label_range
 from cnnkit.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -263,8 +268,11 @@ def load_cifar(path, *, split: str = "train", variant: str | None = None,
 
     Raises:
         ValueError: unknown split, variant or label_mode.
-        DataError: missing files, a pickle that asks for anything but arrays (refused), a batch
-            of the wrong format, a binary file whose size is not a whole number of records.
+        DataError: a split with none of its batch files (some missing CIFAR-10 training
+            batches only log a warning), a missing meta file, a pickle that asks for anything
+            but arrays (refused), a batch of the wrong format, a binary file whose size is not
+            a whole number of records, or labels outside the meta file's classes (the message
+            counts them and names their first indices and values).
 
     Example:
         >>> data = load_cifar("data/cifar-10-python.tar.gz", split="test")
@@ -291,7 +299,16 @@ def load_cifar(path, *, split: str = "train", variant: str | None = None,
     if layout.variant == "cifar10" and label_mode == "coarse":
         raise ValueError("label_mode='coarse' exists only for CIFAR-100; drop it for CIFAR-10")
 
-    batch_names = layout.train if split == "train" else layout.test
+    expected = layout.train if split == "train" else layout.test
+    batch_names = [name for name in expected if name in files.names]
+    missing = [name for name in expected if name not in files.names]
+    if not batch_names:
+        raise DataError(f"{files.where} has none of the {split} batch files {list(expected)}; "
+                        "is the dataset complete? Download it again or add the batches")
+    if missing:
+        logger.warning("%s has only %d of the %d %s batches: %s missing; reading %s (a subset "
+                       "of %s)", files.where, len(batch_names), len(expected), split, missing,
+                       batch_names, layout.variant)
     images, labels = [], []
     for name in batch_names:
         if layout.binary:
@@ -304,9 +321,14 @@ def load_cifar(path, *, split: str = "train", variant: str | None = None,
     flat = np.concatenate(images)
     logger.info("read %d CIFAR images from %s (%s)", len(flat), files.where, split)
     images_4d = flat.reshape(len(flat), 3, 32, 32)  # (N, 3072) -> (N, 3, 32, 32)
+    all_labels = np.concatenate(labels).astype(np.int64)
+    class_names = _class_names(files, layout, label_mode)
+    check_label_range(all_labels, len(class_names), f"{files.where} ({split})",
+                      fix=f"the meta file names {len(class_names)} classes, so the batches (or "
+                      "the meta file) are corrupt: download the dataset again")
     return ImageData(
         torch.from_numpy(np.ascontiguousarray(images_4d)),
-        torch.from_numpy(np.concatenate(labels).astype(np.int64)),
-        _class_names(files, layout, label_mode),
+        torch.from_numpy(all_labels),
+        class_names,
         source=files.where,
     )

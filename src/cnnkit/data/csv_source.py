@@ -18,7 +18,9 @@ import io
 import re
 from pathlib import Path
 
-from cnnkit.data.dataset import ImageData, index_class_names
+import numpy as np
+
+from cnnkit.data.dataset import ImageData, default_class_names
 from cnnkit.data.folder import DEFAULT_MAX_PIXELS, load_image_files
 from cnnkit.errors import DataError
 
@@ -52,17 +54,20 @@ def _inside(path_text: str, root: Path, line: int, csv_path: Path) -> Path:
     return full
 
 
-def _labels(values: list[str], path: Path) -> tuple[list[int], list[str]]:
+def _labels(values: list[str], path: Path,
+            allow_label_gaps: bool) -> tuple[list[int], list[str]]:
     if all(_INTEGER.fullmatch(v) for v in values):
         indices = [int(v) for v in values]
-        return indices, index_class_names(max(indices), str(path))
+        return indices, default_class_names(np.array(indices), str(path),
+                                            allow_label_gaps=allow_label_gaps)
     names = sorted(set(values))
     position = {name: k for k, name in enumerate(names)}
     return [position[v] for v in values], names
 
 
 def load_csv(path, *, root=None, size=None, channels: int | None = None, resize: str = "crop",
-             strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+             strict: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+             allow_label_gaps: bool = False) -> ImageData:
     """Load the images listed in a CSV file (path and label columns).
 
     Args:
@@ -70,13 +75,16 @@ def load_csv(path, *, root=None, size=None, channels: int | None = None, resize:
         root: folder the image paths are relative to (default: the CSV's folder); no image
             may lie outside it.
         size, channels, resize, strict, max_pixels: as in ``load_image_folder``.
+        allow_label_gaps: integer labels must be 0..K-1 without gaps; True accepts a gap (a
+            K = max label + 1 model whose unused classes never appear; nothing is remapped).
 
     Shape:
         images (N, C, H, W), one per data row (minus skipped unreadable files); labels (N,).
 
     Raises:
         DataError: missing CSV, no path or label column, an empty cell, a path outside root
-            or a missing image (each naming the line), or anything the image reader rejects.
+            or a missing image (each naming the line), integer labels with gaps (unless
+            ``allow_label_gaps``), or anything the image reader rejects.
 
     Example:
         >>> data = load_csv("data/labels.csv", size=32)   # path,label / cats/1.jpg,cat / ...
@@ -113,7 +121,7 @@ def load_csv(path, *, root=None, size=None, channels: int | None = None, resize:
         raise DataError(f"{path} is not a valid CSV file (line {reader.line_num}: {e})") from e
     if not files:
         raise DataError(f"{path} has a header but no rows; add one row per image")
-    labels, class_names = _labels(label_texts, path)
+    labels, class_names = _labels(label_texts, path, allow_label_gaps)
     return load_image_files(list(zip(files, labels)), class_names, size=size, channels=channels,
                             resize=resize, strict=strict, max_pixels=max_pixels,
                             source=str(path))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from cnnkit._checks import check_probability, format_shape_hwc
@@ -15,6 +16,8 @@ from cnnkit.errors import DataError
 # More classes than any real dataset (ImageNet-21k has 21,841): a larger label in a file is
 # corruption, and naming every index up to it would exhaust memory.
 MAX_CLASSES = 100_000
+# How many offending labels an error message shows (indices and values).
+SHOWN_LABELS = 5
 
 
 def index_class_names(max_label: int, source: str) -> list[str]:
@@ -32,6 +35,93 @@ def index_class_names(max_label: int, source: str) -> list[str]:
                         "classes is not a real dataset (the labels are corrupt?); fix the "
                         "labels or pass class_names")
     return [str(k) for k in range(max(max_label, 0) + 1)]
+
+
+def _as_numpy(labels) -> np.ndarray:
+    """Labels as a numpy array (a torch tensor is copied off its device first if needed)."""
+    return labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+
+
+def _describe(labels: np.ndarray, bad: np.ndarray) -> str:
+    """``"3 label(s) (at indices [4, 9, 17], values [200, 255, 200])"`` for the ``bad`` mask
+    (the first ``SHOWN_LABELS``, then ``...``)."""
+    indices = np.flatnonzero(bad)
+    shown = indices[:SHOWN_LABELS]
+    more = ", ..." if len(indices) > SHOWN_LABELS else ""
+    return (f"{len(indices)} label(s) (at indices {str(shown.tolist())[:-1]}{more}], values "
+            f"{str(labels[shown].tolist())[:-1]}{more}])")
+
+
+def check_label_range(labels, num_classes: int, source: str, *, fix: str | None = None) -> None:
+    """Refuse labels outside ``[0, num_classes)``, naming how many, where and which.
+
+    The one range check of every reader: :class:`ImageData` runs it, and named datasets
+    (MNIST, Fashion-MNIST, CIFAR) run it with their fixed class count and ``fix`` telling the
+    user to download the files again.
+
+    Args:
+        labels: integer labels, numpy or torch, shape (N,).
+        num_classes: the number of classes K; labels must be 0..K-1.
+        source: where the labels come from, for the message.
+        fix: what the user should do; default: fix the labels or pass the full class_names.
+
+    Raises:
+        DataError: some label is negative or ``>= num_classes``.
+
+    Example:
+        >>> check_label_range(np.array([0, 9, 200]), 10, "mnist train")
+        Traceback (most recent call last):
+        cnnkit.errors.DataError: mnist train: 1 label(s) (at indices [2], values [200]) ...
+    """
+    values = _as_numpy(labels)
+    bad = (values < 0) | (values >= num_classes)
+    if bad.any():
+        fix = fix or "fix the labels or pass the full list of class_names"
+        raise DataError(f"{source}: {_describe(values, bad)} outside [0, {num_classes}) for "
+                        f"{num_classes} classes; {fix}")
+
+
+def default_class_names(labels, source: str, *, allow_label_gaps: bool = False) -> list[str]:
+    """The class names ``["0", ..., str(K - 1)]`` of integer labels that have no names.
+
+    Labels must be 0..K-1 with every class used: a set such as {0, 1, 2, 200} is most likely a
+    corrupt or mis-encoded label file, and would silently train a 201-class model. With
+    ``allow_label_gaps=True`` it is accepted as it is (no remapping): K = max label + 1, and the
+    unused classes are ordinary logits the data never asks for.
+
+    Args:
+        labels: integer labels, numpy or torch, shape (N,).
+        source: where the labels come from, for the message.
+        allow_label_gaps: accept labels with unused classes below their maximum.
+
+    Raises:
+        DataError: a negative label; a gap (the message names the first unused class, how many
+            labels lie above it, their first indices and values); a label of ``MAX_CLASSES``
+            or more.
+
+    Example:
+        >>> default_class_names(np.array([0, 2, 1]), "labels.idx")
+        ['0', '1', '2']
+    """
+    values = _as_numpy(labels)
+    if len(values) == 0:
+        return index_class_names(0, source)
+    if values.min() < 0:
+        raise DataError(f"{source}: {_describe(values, values < 0)} are negative; class "
+                        "indices start at 0, fix the labels")
+    top = int(values.max())
+    index_class_names(top, source)  # refuses an absurd maximum before bincount allocates it
+    used = np.bincount(values.astype(np.int64), minlength=top + 1) > 0
+    if not used.all() and not allow_label_gaps:
+        first_gap = int(np.flatnonzero(~used)[0])
+        unused = int((~used).sum())
+        raise DataError(
+            f"{source}: labels are not 0..K-1 without gaps: class {first_gap} has no label "
+            f"({unused} of the classes 0..{top} are unused) and "
+            f"{_describe(values, values > first_gap)} lie above it; fix those labels (a "
+            f"corrupt file?), pass class_names, or pass allow_label_gaps=True to train a "
+            f"{top + 1}-class model whose unused classes never appear")
+    return index_class_names(top, source)
 
 
 @dataclass
@@ -93,15 +183,7 @@ class ImageData:
             raise DataError(f"class_names{where} is empty; give one name per class")
         if len(set(self.class_names)) != len(self.class_names):
             raise DataError(f"class_names{where} has duplicates: {self.class_names!r}")
-        if len(self.labels):
-            low, high = int(self.labels.min()), int(self.labels.max())
-            if low < 0 or high >= len(self.class_names):
-                bad = low if low < 0 else high
-                raise DataError(
-                    f"label {bad!r}{where} is outside [0, {len(self.class_names)}) for "
-                    f"{len(self.class_names)} classes {self.class_names!r}; fix the labels or pass "
-                    "the full list of class_names"
-                )
+        check_label_range(self.labels, len(self.class_names), f"labels{where}")
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -17,8 +17,13 @@ Rules (the ones a user can rely on):
   target and letterboxes with zeros (black). A JPEG at least four times the target on both
   sides is first decoded at 1/2, 1/4 or 1/8 scale by libjpeg (never below twice the target),
   as Pillow's ``thumbnail`` does.
-- Safety: Pillow's decompression-bomb check stays on, and any image with more than
-  ``max_pixels`` pixels is refused before it is decoded.
+- Safety: any image with more than ``max_pixels`` pixels (default ``DEFAULT_MAX_PIXELS``, the
+  README's 40 megapixels) is refused from its header, before it is decoded, with a DataError
+  naming the file, its size and the limit. Every reader of cnnkit.data (image folders, CSV,
+  box CSV, COCO, VOC, masks, streaming) opens files through :func:`open_image_checked`, so this
+  is the limit enforced everywhere: Pillow's own decompression-bomb check (a warning above
+  ~89 Mpx, an error above ~179 Mpx, ``Image.MAX_IMAGE_PIXELS``) is switched off while the header
+  is read, so it neither fires first nor overrides a ``max_pixels`` the caller raised.
 - A file that makes Pillow fail (any of ``DECODE_ERRORS``: OSError, SyntaxError, ValueError,
   MemoryError for a header claiming a huge block, and the TypeError/IndexError/struct.error that
   fuzzing saw escape Pillow's plugins) is a DataError naming the file, never a crash.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif")
 RESIZE_MODES = ("crop", "stretch", "pad")
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: the documented limit of every reader
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 SPLIT_FOLDER_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
@@ -57,6 +63,9 @@ _RESAMPLE = Image.Resampling.BILINEAR
 # (a TIFF whose strip offset is a float raises TypeError while loading).
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, MemoryError, TypeError, IndexError,
                   struct.error)
+# Held while Pillow's MAX_IMAGE_PIXELS is switched off for one header read, so that threads
+# opening images at once restore the caller's value, never each other's None.
+_PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 def _is_image(path: Path) -> bool:
@@ -132,20 +141,45 @@ def split_folders(root) -> dict[str, Path]:
     return found if "train" in found and len(found) > 1 else {}
 
 
-def _open_checked(path: str | os.PathLike, max_pixels: int) -> Image.Image:
-    """Open an image lazily (header only) and refuse it if it has too many pixels."""
+def open_image_checked(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+                       what: str = "image") -> Image.Image:
+    """Open an image lazily (header only) and refuse it if it has more than ``max_pixels``.
+
+    The one pixel-limit check of every reader in cnnkit.data. Pillow's decompression-bomb
+    check is off during the header read (restored after it), so ``max_pixels`` is the limit
+    that applies, with its own message, whatever the image's size. Pixels are read later by
+    the caller (``image.load()``, ``np.asarray``), only once this check has passed.
+
+    Args:
+        path: the image file.
+        max_pixels: the largest width × height accepted (default 40 megapixels).
+        what: what the file is, for messages (``"image"``, ``"mask"``).
+
+    Raises:
+        DataError: the file is not an image Pillow can open, or its header claims more than
+            ``max_pixels`` pixels (the message names the file, W×H and the limit).
+
+    Example:
+        >>> with open_image_checked("cat.png") as image:
+        ...     image.size
+        (640, 480)
+    """
     try:
-        image = Image.open(path)
-    except Image.DecompressionBombError as e:
-        raise DataError(f"refusing to decode {path}: {e}") from e
+        with _PILLOW_LIMIT_LOCK:
+            pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                image = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = pillow_limit
     except DECODE_ERRORS as e:
-        raise DataError(f"cannot read image {path}: {e}") from e
+        raise DataError(f"cannot read {what} {path}: {e}") from e
     width, height = image.size
     if width * height > max_pixels:
         image.close()
-        raise DataError(f"refusing to decode {path}: {width}x{height} = {width * height} pixels is "
-                        f"more than max_pixels={max_pixels} (a decompression bomb or a huge "
-                        "image); shrink the image or raise max_pixels")
+        raise DataError(f"refusing to decode {what} {path}: {width}x{height} = "
+                        f"{width * height} pixels is more than max_pixels={max_pixels} (a "
+                        "decompression bomb or a huge image); shrink the image or raise "
+                        "max_pixels")
     return image
 
 
@@ -256,7 +290,7 @@ def decode_image_into(path, out: np.ndarray | None, *, channels: int | None,
     """
     # ``path`` goes to Pillow as given: building a Path per file was measured to add ~5 µs to a
     # ~35 µs 28x28 PNG decode.
-    with _open_checked(path, max_pixels) as image:
+    with open_image_checked(path, max_pixels) as image:
         try:
             return image_to_array(image, channels=channels, size=size, resize=resize, out=out)
         except DECODE_ERRORS as e:
@@ -347,7 +381,7 @@ def load_image_files(files: Sequence[tuple[Path, int]], class_names: Sequence[st
     headers = []
     for path, label in files:
         try:
-            with _open_checked(Path(path), max_pixels) as image:
+            with open_image_checked(Path(path), max_pixels) as image:
                 # The upright size is needed only to agree on a common size; getexif fully
                 # decodes a PNG (its eXIf chunk may follow the pixels), so skip it otherwise.
                 shape = _display_size(image) if size is None else None

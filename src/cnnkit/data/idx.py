@@ -16,7 +16,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from cnnkit.data.dataset import ImageData, index_class_names
+from cnnkit.data.dataset import ImageData, check_label_range, default_class_names
 from cnnkit.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -127,20 +127,27 @@ def read_idx(path) -> np.ndarray:
     return values.astype(dtype.newbyteorder("="))
 
 
-def load_idx(images_path, labels_path, class_names=None) -> ImageData:
+def load_idx(images_path, labels_path, class_names=None, *, allow_label_gaps: bool = False,
+             fix: str | None = None) -> ImageData:
     """Load an IDX image file and its IDX label file as an ImageData.
 
     Args:
         images_path: IDX file of uint8 images (N, H, W).
         labels_path: IDX file of integer labels (N,).
-        class_names: one name per class; default ``["0", "1", ..., str(max label)]``.
+        class_names: one name per class (a named dataset's fixed classes); default
+            ``["0", "1", ..., str(max label)]``, for labels 0..K-1 without gaps.
+        allow_label_gaps: without ``class_names``, accept labels with unused classes (e.g.
+            {0, 1, 2, 200} gives a 201-class model; nothing is remapped).
+        fix: with ``class_names``, what the error for an out-of-range label tells the user.
 
     Shape:
         images (N, H, W) -> (N, 1, H, W); labels (N,).
 
     Raises:
         DataError: unreadable files, images that are not 3-D uint8, labels that are not 1-D
-            integers, image and label counts that differ, or labels outside the classes.
+            integers, image and label counts that differ, labels outside ``class_names`` (the
+            message counts them and names their first indices and values), or, without
+            ``class_names``, labels with gaps (unless ``allow_label_gaps``).
 
     Example:
         >>> data = load_idx(*find_idx_pair("data/mnist", "train"))
@@ -159,8 +166,10 @@ def load_idx(images_path, labels_path, class_names=None) -> ImageData:
         raise DataError(f"{images_path} has {len(images)} images but {labels_path} has "
                         f"{len(labels)} labels; the two files must come from the same split")
     if class_names is None:
-        class_names = index_class_names(int(labels.max()) if len(labels) else 0,
-                                        str(labels_path))
+        class_names = default_class_names(labels, str(labels_path),
+                                          allow_label_gaps=allow_label_gaps)
+    else:
+        check_label_range(labels, len(class_names), str(labels_path), fix=fix)
     images_4d = images[:, None, :, :]  # (N, H, W) -> (N, 1, H, W)
     return ImageData(
         torch.from_numpy(np.ascontiguousarray(images_4d)),

@@ -33,7 +33,7 @@ from PIL import Image
 from cnnkit.data.annotated import (AnnotatedData, AnnotatedSplits, IGNORE_INDEX, parts_to_write,
                                    with_val_split)
 from cnnkit.data.folder import (DECODE_ERRORS, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS,
-                                decode_image, split_folders)
+                                decode_image, open_image_checked, split_folders)
 from cnnkit.errors import DataError
 
 CLASSES_TXT = "classes.txt"
@@ -218,21 +218,15 @@ def _by_stem(folder: Path, extensions) -> dict[str, Path]:
 
 def _read_mask(path: Path, max_pixels: int) -> np.ndarray:
     """A mask PNG -> uint8 (H, W) of class indices (palette PNGs by index, not colour)."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise DataError(f"refusing to decode mask {path}: {width}x{height} pixels is "
-                                f"more than max_pixels={max_pixels}")
-            if image.mode not in MASK_MODES:
-                raise DataError(f"mask {path} has mode {image.mode!r}; a mask must be a "
-                                "single-channel PNG (mode 'L' or palette 'P') whose pixel value "
-                                "is the class index, not a colour image")
+    with open_image_checked(path, max_pixels, what="mask") as image:
+        if image.mode not in MASK_MODES:
+            raise DataError(f"mask {path} has mode {image.mode!r}; a mask must be a "
+                            "single-channel PNG (mode 'L' or palette 'P') whose pixel value "
+                            "is the class index, not a colour image")
+        try:
             return np.array(image, dtype=np.uint8)
-    except Image.DecompressionBombError as e:
-        raise DataError(f"refusing to decode mask {path}: {e}") from e
-    except DECODE_ERRORS as e:
-        raise DataError(f"cannot read mask {path}: {e}") from e
+        except DECODE_ERRORS as e:
+            raise DataError(f"cannot read mask {path}: {e}") from e
 
 
 def _resize(pixels: np.ndarray, size, resample) -> np.ndarray:

@@ -376,8 +376,10 @@ def _fetch(info: DatasetInfo, file: RemoteFile, folder: Path, *, base_url: str |
 def _read(info: DatasetInfo, found: dict[str, Path]) -> DataSplits:
     if info.format == "idx":
         names = list(info.class_names) if info.class_names else None
-        train = load_idx(found["train-images"], found["train-labels"], names)
-        test = load_idx(found["test-images"], found["test-labels"], names)
+        fix = (f"{info.name} has exactly {len(names) if names else 0} classes, so the label "
+               "files are corrupt: delete them and download the dataset again")
+        train = load_idx(found["train-images"], found["train-labels"], names, fix=fix)
+        test = load_idx(found["test-images"], found["test-labels"], names, fix=fix)
     else:
         train = load_cifar(found["archive"], split="train", variant=info.name)
         test = load_cifar(found["archive"], split="test", variant=info.name)

@@ -33,7 +33,7 @@ from cnnkit.data.builtin import builtin_names, load_builtin
 from cnnkit.data.cifar import LAYOUTS as CIFAR_LAYOUTS
 from cnnkit.data.cifar import load_cifar
 from cnnkit.data.csv_source import load_csv
-from cnnkit.data.dataset import DataSplits, ImageData
+from cnnkit.data.dataset import DataSplits, ImageData, default_class_names
 from cnnkit.data.folder import (
     RESIZE_MODES, load_image_folder, load_image_folder_splits, split_folders,
 )
@@ -61,6 +61,7 @@ def open_data(
     strict: bool = False,
     download: bool = True,
     progress: bool = True,
+    allow_label_gaps: bool = False,
 ) -> DataSplits:
     """Resolve a ``--data`` spec (path or name, see the module table) to DataSplits.
 
@@ -76,6 +77,10 @@ def open_data(
             :func:`resize_images` and :func:`convert_channels` (e.g. MNIST at 32×32 for LeNet-5).
         download: let named datasets download missing files.
         progress: show download progress bars.
+        allow_label_gaps: integer labels without names (IDX, arrays, CSV) must be 0..K-1
+            without gaps (judged over all splits); True accepts a set such as {0, 1, 2, 200} as
+            a K = max label + 1 model whose unused classes never appear (nothing is remapped).
+            Named datasets always refuse labels outside their classes.
 
     Shape:
         Each split's images are uint8 (N, C, H, W); all splits share (C, H, W) and classes.
@@ -95,7 +100,8 @@ def open_data(
         raise TypeError(f"data must be a path or a dataset name (str), got {spec!r}")
     image_options = {"size": size, "channels": channels, "resize": resize, "strict": strict}
     splits, kind = _resolve(str(spec), data_dir=data_dir, seed=seed, image_options=image_options,
-                            download=download, progress=progress)
+                            download=download, progress=progress,
+                            allow_label_gaps=allow_label_gaps)
     if kind != "images":
         splits = _conform(splits, size=size, channels=channels, resize=resize)
     if val_split > 0:
@@ -105,16 +111,17 @@ def open_data(
 
 
 def _resolve(spec: str, *, data_dir, seed: int, image_options: dict, download: bool,
-             progress: bool) -> tuple[DataSplits, str]:
+             progress: bool, allow_label_gaps: bool) -> tuple[DataSplits, str]:
     """The splits of ``spec`` and the kind of source: ``"images"`` (decoded files) or another."""
     if "," in spec and all(part.strip().endswith(".npy") for part in spec.split(",")):
         images_path, labels_path = (part.strip() for part in spec.split(",", 1))
-        return DataSplits(train=load_npy(images_path, labels_path)), "arrays"
+        return (DataSplits(train=load_npy(images_path, labels_path,
+                                          allow_label_gaps=allow_label_gaps)), "arrays")
     path = Path(spec).expanduser()
     if path.is_dir():
-        return _open_folder(path, image_options)
+        return _open_folder(path, image_options, allow_label_gaps)
     if path.is_file():
-        return _open_file(path, image_options)
+        return _open_file(path, image_options, allow_label_gaps)
     if spec in builtin_names():
         return load_builtin(spec, seed=seed), "builtin"
     if is_named_dataset(spec):
@@ -148,10 +155,11 @@ def _folder_kind(path: Path) -> tuple[str, Path]:
     return "images", path
 
 
-def _open_folder(path: Path, image_options: dict) -> tuple[DataSplits, str]:
+def _open_folder(path: Path, image_options: dict,
+                 allow_label_gaps: bool) -> tuple[DataSplits, str]:
     kind, target = _folder_kind(path)
     if kind == "idx":
-        return _open_idx_folder(target), "idx"
+        return _open_idx_folder(target, allow_label_gaps), "idx"
     if kind == "cifar":
         return _open_cifar(target), "cifar"
     if split_folders(path):
@@ -159,37 +167,42 @@ def _open_folder(path: Path, image_options: dict) -> tuple[DataSplits, str]:
     return DataSplits(train=load_image_folder(path, **image_options)), "images"
 
 
-def _open_file(path: Path, image_options: dict) -> tuple[DataSplits, str]:
+def _open_file(path: Path, image_options: dict,
+               allow_label_gaps: bool) -> tuple[DataSplits, str]:
     name = path.name.lower()
     if name.endswith(".npz"):
-        loaded = load_npz(path)
+        loaded = load_npz(path, allow_label_gaps=allow_label_gaps)
         return (loaded if isinstance(loaded, DataSplits) else DataSplits(train=loaded)), "arrays"
     if name.endswith(".npy"):
-        return DataSplits(train=load_npy(path, _npy_labels_path(path))), "arrays"
+        return (DataSplits(train=load_npy(path, _npy_labels_path(path),
+                                          allow_label_gaps=allow_label_gaps)), "arrays")
     if name.endswith(".csv"):
-        return DataSplits(train=load_csv(path, **image_options)), "images"
+        return (DataSplits(train=load_csv(path, **image_options,
+                                          allow_label_gaps=allow_label_gaps)), "images")
     if name.endswith(ARCHIVE_SUFFIXES):
         return _open_cifar(path), "cifar"
     if "ubyte" in name:
-        return _open_idx_folder(path.parent), "idx"
+        return _open_idx_folder(path.parent, allow_label_gaps), "idx"
     raise DataError(
         f"data file {str(path)!r} has a type cnnkit cannot read; give a .npz, .npy, .csv or "
         "CIFAR .tar.gz file, or a folder (IDX files, CIFAR batches, or class sub-folders of images)"
     )
 
 
-def _open_idx_folder(path: Path) -> DataSplits:
-    train = load_idx(*find_idx_pair(path, "train"))
+def _open_idx_folder(path: Path, allow_label_gaps: bool) -> DataSplits:
+    train_files = find_idx_pair(path, "train")
     try:
         test_files = find_idx_pair(path, "test")
     except DataError:
         logger.info("no test IDX files in %s: only a train split", path)
-        return DataSplits(train=train)
-    test = load_idx(*test_files)
-    if test.num_classes != train.num_classes:  # default names come from each file's max label
-        names = max(train.class_names, test.class_names, key=len)
-        train = ImageData(train.images, train.labels, names, source=train.source)
-        test = ImageData(test.images, test.labels, names, source=test.source)
+        return DataSplits(train=load_idx(*train_files, allow_label_gaps=allow_label_gaps))
+    # Gaps are judged on both splits together: a small test file may lack a class train has.
+    train = load_idx(*train_files, allow_label_gaps=True)
+    test = load_idx(*test_files, allow_label_gaps=True)
+    names = default_class_names(torch.cat([train.labels, test.labels]), str(path),
+                                allow_label_gaps=allow_label_gaps)
+    train = ImageData(train.images, train.labels, names, source=train.source)
+    test = ImageData(test.images, test.labels, names, source=test.source)
     return DataSplits(train=train, test=test)
 
 

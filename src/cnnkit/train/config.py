@@ -35,6 +35,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 TASKS = ("auto", "classify", "localize", "segment", "detect")
 HEADS = ("auto", "localization", "fcn", "unet", "centernet", "fcos")
+STEMS = ("auto", "imagenet", "small")
 
 # A small CNN for 8x8 inputs: two 3x3 "same" convs keep 8x8, one 2x2 pool -> 4x4x32 -> fc.
 DEFAULT_MODEL = (
@@ -76,6 +77,9 @@ class TrainConfig:
             JSON's own folder).
         data_dir: where named datasets are looked up / downloaded (None: the data package default).
         download: fetch a named dataset (mnist, cifar10, ...) when it is not in the data dir.
+        allow_label_gaps: accept integer labels that skip classes (e.g. 0, 1, 2, 200) as a
+            max + 1 class model; nothing is remapped. Named datasets always refuse labels
+            outside their classes.
         stream: decode an image folder from disk in worker processes every epoch instead of
             once into memory (None: stream when the decoded training set would exceed 2 GiB).
         model: for localize/segment/detect the backbone, whose classifier is not used (the
@@ -83,6 +87,9 @@ class TrainConfig:
             (``lenet5``, ``resnet18``; ``cnnkit models`` lists them) or an
             architecture string (``"conv(16,3) relu maxpool(2) fc(10)"``).
         input_size: resize images to ``input_size`` × ``input_size`` (None: keep their size).
+        stem: a ResNet's first layers: ``imagenet`` (7×7/2 conv + max pool, the layout of
+            ImageNet weights), ``small`` (3×3/1 conv, for inputs <= 64 px) or ``auto`` (by the
+            input size).
         epochs: full passes over the training set.
         batch_size: images per optimizer step, over all processes together (the global
             batch: each of N processes loads batch_size / N).
@@ -150,9 +157,11 @@ class TrainConfig:
     image_root: str | None = None
     data_dir: str | None = None
     download: bool = True
+    allow_label_gaps: bool = False
     stream: bool | None = None
     model: str = DEFAULT_MODEL
     input_size: int | None = None
+    stem: str = "auto"
     epochs: int = 8
     batch_size: int = 64
     lr: float = 3e-3
@@ -228,6 +237,7 @@ class TrainConfig:
         _check_choice(self.precision, PRECISIONS, "precision")
         _check_choice(self.task, TASKS, "task")
         _check_choice(self.head, HEADS, "head")
+        _check_choice(self.stem, STEMS, "stem")
         if self.tensorboard is not None and not isinstance(self.tensorboard, bool):
             raise TypeError(f"tensorboard must be True, False or None (on when the tensorboard "
                             f"package is installed), got {self.tensorboard!r}")

@@ -79,19 +79,35 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def build_model(name_or_spec: str, *, num_classes: int, input_shape: tuple[int, int, int]):
+def build_model(name_or_spec: str, *, num_classes: int, input_shape: tuple[int, int, int],
+                stem: str = "auto"):
     """A registry model (``"lenet5"``) or a Sequential from a spec string, sized for the data.
 
+    Args:
+        stem: ``TrainConfig.stem``; anything but ``"auto"`` is passed to the registry model
+            (ResNets take it).
+
     Raises:
-        ValueError: neither a registry name nor a valid spec (the spec parser's message).
+        ValueError: neither a registry name nor a valid spec (the spec parser's message), or a
+            ``stem`` for a model without one.
     """
     c, h, w = input_shape
+    options = {} if stem == "auto" else {"stem": stem}
     if name_or_spec in registry.names():
-        return registry.create(name_or_spec, num_classes=num_classes, in_channels=c,
-                               input_size=(h, w))
+        try:
+            return registry.create(name_or_spec, num_classes=num_classes, in_channels=c,
+                                   input_size=(h, w), **options)
+        except TypeError as error:
+            if options and "stem" in str(error):
+                raise ValueError(f"stem={stem!r}: {name_or_spec} has no choice of stem (the "
+                                 "ResNets have one); remove --stem") from error
+            raise
+    if options:
+        raise ValueError(f"stem={stem!r} applies to registry ResNets, not to the architecture "
+                         f"string {name_or_spec!r}; remove --stem")
     try:
-        return Sequential.from_spec(name_or_spec, format_shape_hwc(input_shape),
-                                    num_classes=num_classes)
+        model = Sequential.from_spec(name_or_spec, format_shape_hwc(input_shape),
+                                     num_classes=num_classes)
     except ValueError:
         if not re.fullmatch(r"[A-Za-z_][\w-]*", name_or_spec.strip()):
             raise
@@ -101,6 +117,13 @@ def build_model(name_or_spec: str, *, num_classes: int, input_shape: tuple[int, 
         raise ValueError(f"unknown model {name_or_spec!r}; {hint}`cnnkit models` lists the "
                          "models, or give an architecture string such as "
                          "'conv(16,3) relu maxpool(2) fc(10)'") from None
+    outputs = model.num_classes  # None for a backbone without a classifier (task models)
+    if outputs is not None and outputs != num_classes:
+        if name_or_spec != DEFAULT_MODEL:
+            raise ValueError(f"the model ends in {outputs} outputs but the data has {num_classes} "
+                             f"classes; end the architecture string with fc({num_classes})")
+        model.reset_head(num_classes)  # the default spec's fc(10) stands for "one per class"
+    return model
 
 
 class EpochAugment:
@@ -225,7 +248,8 @@ def open_training_data(config: TrainConfig, ctx: distributed.DistributedContext,
         return _streamed_data(root, config, ctx, per_rank, common)
 
     splits = open_data(config.data, data_dir=config.data_dir, val_split=config.val_split,
-                       seed=config.seed, size=config.input_size, download=config.download)
+                       seed=config.seed, size=config.input_size, download=config.download,
+                       allow_label_gaps=config.allow_label_gaps)
     normalization = Normalization.fit(splits.train.images)
 
     def evaluation(part):
@@ -329,7 +353,8 @@ def build_run_model(config: TrainConfig, data: TrainingData,
         backbone = build_model(spec, num_classes=num_classes, input_shape=data.input_shape)
         model = task_model(data.task, backbone, num_classes, config.head)
     else:
-        model = build_model(config.model, num_classes=num_classes, input_shape=data.input_shape)
+        model = build_model(config.model, num_classes=num_classes, input_shape=data.input_shape,
+                            stem=config.stem)
     prepare_model(model, data.normalization.apply(data.sample))
     log.info("data %s (%s): %d train images %s, %d classes%s; model %s", config.data,
              data.task, data.n_train, format_shape_hwc(data.input_shape), num_classes,
