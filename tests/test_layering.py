@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # The stage order (docs/architecture.md): a module may import its own stage or an earlier one.
 STAGES: tuple[tuple[str, ...], ...] = (
-    ("_checks", "errors"),                 # argument checks and error classes
+    ("_checks", "_lazy", "errors"),        # argument checks, lazy package attributes, errors
     ("layers", "data", "augment"),         # layers; image sources and loaders; augmentations
     ("models",),                           # Sequential, spec strings, registry + zoo
     ("tasks",),                            # heads for boxes / masks, their losses and metrics

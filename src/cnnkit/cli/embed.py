@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-import torch
-
 from cnnkit._checks import check_positive_int
 
 SPLITS = ("train", "val", "test")
@@ -54,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         images, labels, class_names = part.images, part.labels.numpy(), part.class_names
     else:
         # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
+        import numpy as np  # import cost: only when embedding files
+        import torch  # import cost: only when embedding files
+
         from cnnkit.data.folder import decode_image
         from cnnkit.run.predict import expand_inputs
 

@@ -99,7 +99,7 @@ def _resume(args: argparse.Namespace, printer):
 
 def run(args: argparse.Namespace) -> int:
     # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
-    from cnnkit.cli.train import _EpochPrinter
+    from cnnkit.cli.train import _epoch_printer
     from cnnkit.transfer_learning.finetune import FineTuneSettings, finetune
 
     if args.resume is None and (args.source is None or args.data is None):
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"cnnkit finetune needs {missing} (or --resume RUN to continue a run)")
     try:
         if args.resume is not None:
-            result = _resume(args, _EpochPrinter())
+            result = _resume(args, _epoch_printer())
         else:
             settings = FineTuneSettings(freeze=args.freeze, head_epochs=args.head_epochs,
                                         lr_decay=args.lr_decay,
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
                                  input_size=_input_size(args), val_split=args.val_split,
                                  seed=args.seed, device=args.device, out=args.out)
             result = finetune(args.source, config, model=args.model, settings=settings,
-                              callbacks=[_EpochPrinter()],
+                              callbacks=[_epoch_printer()],
                               progress=False if args.no_progress else None,
                               overwrite=args.overwrite)
     except KeyboardInterrupt:

@@ -4,10 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from torch import nn
-
 from cnnkit._checks import check_positive_int, parse_input_shape
-from cnnkit.inspect.summary import summary
 
 
 def add_parser(subparsers) -> None:
@@ -35,7 +32,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def build_model(model: str, input_shape: str | None, num_classes: int) -> nn.Module:
+def build_model(model: str, input_shape: str | None, num_classes: int):
     """A registry model by name, else a cnnkit Sequential from an architecture spec string.
 
     Raises:
@@ -67,6 +64,8 @@ def build_model(model: str, input_shape: str | None, num_classes: int) -> nn.Mod
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnkit.inspect.summary import summary  # import cost: torch, only when run
+
     model = build_model(args.model, args.input, args.num_classes)
     result = summary(model, args.input, depth=args.depth)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result)

@@ -14,11 +14,20 @@ Example:
     >>> from cnnkit.export import export_onnx
     >>> export_onnx("runs/digits", "digits.onnx")  # doctest: +SKIP
 """
-from cnnkit.export.errors import ExportError
-from cnnkit.export.onnx import export_onnx, onnx_session, read_onnx_metadata, verify_onnx
-from cnnkit.export.runtime import BACKENDS, use_backend
-from cnnkit.export.torchscript import export_program, export_torchscript
-from cnnkit.export.wrapper import TASK_OUTPUTS, PreprocessedModel, TaskOutputs
+from cnnkit._lazy import lazy_attributes
+
+# public name -> the module that defines it, imported on first use (cnnkit._lazy)
+_MODULE_OF = {
+    "ExportError": "cnnkit.export.errors",
+    "export_onnx": "cnnkit.export.onnx", "onnx_session": "cnnkit.export.onnx",
+    "read_onnx_metadata": "cnnkit.export.onnx", "verify_onnx": "cnnkit.export.onnx",
+    "BACKENDS": "cnnkit.export.runtime", "use_backend": "cnnkit.export.runtime",
+    "export_program": "cnnkit.export.torchscript",
+    "export_torchscript": "cnnkit.export.torchscript",
+    "TASK_OUTPUTS": "cnnkit.export.wrapper", "PreprocessedModel": "cnnkit.export.wrapper",
+    "TaskOutputs": "cnnkit.export.wrapper",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _MODULE_OF, globals())
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "torch.export": ".pt2"}
 
@@ -29,11 +38,11 @@ def export(run_or_loaded, path, *, format: str = "onnx", **kwargs):  # noqa: A00
     Raises:
         ValueError: an unknown format.
     """
-    functions = {"onnx": export_onnx, "torchscript": export_torchscript,
-                 "torch.export": export_program}
+    functions = {"onnx": "export_onnx", "torchscript": "export_torchscript",
+                 "torch.export": "export_program"}
     if format not in functions:
         raise ValueError(f"format must be one of {sorted(functions)}, got {format!r}")
-    return functions[format](run_or_loaded, path, **kwargs)
+    return __getattr__(functions[format])(run_or_loaded, path, **kwargs)
 
 
 __all__ = ["BACKENDS", "FORMATS", "TASK_OUTPUTS", "ExportError", "PreprocessedModel",

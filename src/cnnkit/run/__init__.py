@@ -8,13 +8,36 @@ Example:
     >>> loaded = load_run("runs/digits")  # doctest: +SKIP
     >>> loaded.predict(images_uint8)  # ['3', '7', ...]  # doctest: +SKIP
 """
-from cnnkit.run.folder import (CHECKPOINT_DIR, CONFIG_FILE, CURVES_FILE, METRICS_FILE, MODEL_FILE,
-                               RESULTS_FILE, SUMMARY_FILE, WEIGHTS_FILE, CorruptWeightsError,
-                               LoadedModel, load_run, load_weights, model_metadata, read_json,
-                               read_metrics, save_weights, tensors_digest, truncate_metrics,
-                               write_json)
-from cnnkit.run.predict import expand_inputs, predict_files
-from cnnkit.run.task_predict import class_areas, predict_task_files, predict_task_images
+from cnnkit._lazy import lazy_attributes
+
+# public name -> the module that defines it, imported on first use (cnnkit._lazy)
+_MODULE_OF = {
+    "CHECKPOINT_DIR": "cnnkit.run.folder",
+    "CONFIG_FILE": "cnnkit.run.folder",
+    "CURVES_FILE": "cnnkit.run.folder",
+    "METRICS_FILE": "cnnkit.run.folder",
+    "MODEL_FILE": "cnnkit.run.folder",
+    "RESULTS_FILE": "cnnkit.run.folder",
+    "SUMMARY_FILE": "cnnkit.run.folder",
+    "WEIGHTS_FILE": "cnnkit.run.folder",
+    "CorruptWeightsError": "cnnkit.run.folder",
+    "LoadedModel": "cnnkit.run.folder",
+    "load_run": "cnnkit.run.folder",
+    "load_weights": "cnnkit.run.folder",
+    "model_metadata": "cnnkit.run.folder",
+    "read_json": "cnnkit.run.folder",
+    "read_metrics": "cnnkit.run.folder",
+    "save_weights": "cnnkit.run.folder",
+    "tensors_digest": "cnnkit.run.folder",
+    "truncate_metrics": "cnnkit.run.folder",
+    "write_json": "cnnkit.run.folder",
+    "expand_inputs": "cnnkit.run.predict",
+    "predict_files": "cnnkit.run.predict",
+    "class_areas": "cnnkit.run.task_predict",
+    "predict_task_files": "cnnkit.run.task_predict",
+    "predict_task_images": "cnnkit.run.task_predict",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _MODULE_OF, globals())
 
 __all__ = [
     "CHECKPOINT_DIR", "CONFIG_FILE", "CURVES_FILE", "METRICS_FILE", "MODEL_FILE", "RESULTS_FILE",

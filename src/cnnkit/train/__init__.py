@@ -11,17 +11,33 @@ Entry points:
 Keras' ``compile`` / ``fit`` / ``evaluate`` / ``predict``:
 :class:`cnnkit.keras.training.KerasModelMixin`.
 """
-from cnnkit.run.folder import LoadedModel, load_run
-from cnnkit.train.callbacks import (Callback, CSVLogger, EarlyStopping, JSONLinesLogger,
-                                    LambdaCallback, ModelCheckpoint, ReduceLROnPlateau)
-from cnnkit.train.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
-from cnnkit.train.config import TrainConfig
-from cnnkit.train.losses import get_loss
-from cnnkit.train.lr_finder import find_lr
-from cnnkit.train.optimizers import build_optimizer
-from cnnkit.train.pipeline import RunResult, train
-from cnnkit.train.schedules import build_schedule
-from cnnkit.train.trainer import History, Trainer
+from cnnkit._lazy import lazy_attributes
+
+# public name -> the module that defines it, imported on first use (cnnkit._lazy)
+_MODULE_OF = {
+    "LoadedModel": "cnnkit.run.folder",
+    "load_run": "cnnkit.run.folder",
+    "Callback": "cnnkit.train.callbacks",
+    "CSVLogger": "cnnkit.train.callbacks",
+    "EarlyStopping": "cnnkit.train.callbacks",
+    "JSONLinesLogger": "cnnkit.train.callbacks",
+    "LambdaCallback": "cnnkit.train.callbacks",
+    "ModelCheckpoint": "cnnkit.train.callbacks",
+    "ReduceLROnPlateau": "cnnkit.train.callbacks",
+    "load_checkpoint": "cnnkit.train.checkpoint",
+    "restore_checkpoint": "cnnkit.train.checkpoint",
+    "save_checkpoint": "cnnkit.train.checkpoint",
+    "TrainConfig": "cnnkit.train.config",
+    "get_loss": "cnnkit.train.losses",
+    "find_lr": "cnnkit.train.lr_finder",
+    "build_optimizer": "cnnkit.train.optimizers",
+    "RunResult": "cnnkit.train.pipeline",
+    "train": "cnnkit.train.pipeline",
+    "build_schedule": "cnnkit.train.schedules",
+    "History": "cnnkit.train.trainer",
+    "Trainer": "cnnkit.train.trainer",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _MODULE_OF, globals())
 
 __all__ = [
     "CSVLogger", "Callback", "EarlyStopping", "History", "JSONLinesLogger",
