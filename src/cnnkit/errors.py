@@ -16,3 +16,11 @@ class CheckpointError(CnnkitError, ValueError):
 
 class TrainingError(CnnkitError, RuntimeError):
     """Training stopped for a reason the user must act on (NaN loss, divergence, out of memory)."""
+
+
+class ModelTooLargeError(CnnkitError, ValueError):
+    """A model whose parameters or activations cannot fit in this machine's memory."""
+
+
+class RoundingWarning(UserWarning):
+    """A layer's output size O = (W − K + 2P)/S + 1 was not an integer and was rounded down."""

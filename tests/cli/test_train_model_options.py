@@ -55,3 +55,36 @@ def test_stem_reaches_the_resnet_and_is_refused_elsewhere(tmp_path, capsys):
     assert "lenet5 has no choice of stem" in capsys.readouterr().err
     assert _train("--stem", "big", "--out", tmp_path / "big") == 2
     assert "stem must be one of auto, imagenet, small; got 'big'" in capsys.readouterr().err
+
+
+def _folder_64(root):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+ISSUE_SPEC = "conv(16,3) relu maxpool(2) conv(32,3) relu maxpool(2) fc(2)"
+
+
+def test_sizes_that_do_not_divide_floor_with_one_warning_per_layer(tmp_path, capsys):
+    """#18 item 1: 29 -> 14.5 at the second pool trains (as Keras and PyTorch) and says so."""
+    data = _folder_64(tmp_path / "pets")
+    assert _train("--data", data, "--model", ISSUE_SPEC, "--out", tmp_path / "run") == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("cnnkit: warning:")]
+    assert len(lines) == 1, err
+    assert ("MaxPool 'maxpool2': output size O = (W − K + 2P)/S + 1 = (29 − 2 + 2·0)/2 + 1 = "
+            "14.50 is rounded down to 14") in lines[0]
+    assert "the last 1 row and the last 1 column of the 29x29 input are not used" in lines[0]
+    assert _train("--data", data, "--model", ISSUE_SPEC, "--rounding", "floor", "--out",
+                  tmp_path / "silent") == 0
+    assert "warning" not in capsys.readouterr().err
+    assert _train("--data", data, "--model", ISSUE_SPEC, "--rounding", "strict", "--out",
+                  tmp_path / "strict") == 2
+    assert "14.50 is not an integer" in capsys.readouterr().err

@@ -71,7 +71,7 @@ def test_activation_argument_is_applied():
 
 
 def test_strict_rounding_message_shows_formula_and_fixes():
-    conv = Conv(8, 3, stride=3, name="conv2")
+    conv = Conv(8, 3, stride=3, rounding="strict", name="conv2")
     expected = (
         "Conv 'conv2': output size O = (W − K + 2P)/S + 1 = (7 − 3 + 2·0)/3 + 1 = 2.33 is not an "
         "integer. Fixes: padding=1 gives (7 − 3 + 2·1)/3 + 1 = 3; stride=1 or 2 fits; or pass "
@@ -89,7 +89,7 @@ def test_floor_rounding_matches_pytorch():
 
 
 def test_strict_message_names_the_axis_when_only_one_fails():
-    conv = Conv(8, 3, stride=2, name="c")
+    conv = Conv(8, 3, stride=2, rounding="strict", name="c")
     with pytest.raises(ValueError, match=r"output height O = .*\(8 − 3 \+ 2·0\)/2 \+ 1 = 3\.50"):
         conv.compute_output_shape((1, 8, 9))
 
@@ -129,7 +129,7 @@ def test_build_is_idempotent_and_rejects_other_channel_counts():
     ({"filters": 8, "padding": "sme"}, ValueError,
      r"padding must be .*'valid' or 'same', got 'sme'"),
     ({"filters": 8, "kernel_size": (3, 3, 3)}, ValueError, r"kernel_size must have 2 values"),
-    ({"filters": 8, "rounding": "ceil"}, ValueError, r"rounding must be 'strict'.*got 'ceil'"),
+    ({"filters": 8, "rounding": "ceil"}, ValueError, r"rounding must be 'warn'.*'floor'.*'strict'.*got 'ceil'"),
     ({"filters": 8, "activation": "rleu"}, ValueError,
      r"unknown activation 'rleu' \(did you mean 'relu'\?\)"),
     ({"filters": 6, "groups": 4}, ValueError, r"filters \(6\) must be divisible by groups \(4\)"),

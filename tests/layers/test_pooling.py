@@ -98,7 +98,7 @@ def test_default_window_and_stride_are_two():
 def test_strict_pool_on_odd_input_raises_with_formula():
     with pytest.raises(ValueError, match=r"MaxPool 'p': output size O = .* = \(13 − 2 \+ 2·0\)/2 "
                                          r"\+ 1 = 6\.50 is not an integer"):
-        MaxPool(2, name="p").compute_output_shape((8, 13, 13))
+        MaxPool(2, rounding="strict", name="p").compute_output_shape((8, 13, 13))
     assert MaxPool(2, rounding="floor").compute_output_shape((8, 13, 13)) == (8, 6, 6)
 
 

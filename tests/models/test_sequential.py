@@ -50,7 +50,7 @@ def test_shapes_and_output_shape_follow_the_formula():
 def test_strict_error_names_the_layer_and_floor_override_accepts_it():
     with pytest.raises(ValueError,
                        match=r"Conv 'conv2': output size O = .*\(7 − 3 \+ 2·0\)/3 \+ 1"):
-        Sequential([Conv(4, 3), Conv(4, 3, stride=3)], "9x9x1")
+        Sequential([Conv(4, 3), Conv(4, 3, stride=3)], "9x9x1", rounding="strict")
     model = Sequential([Conv(4, 3), Conv(4, 3, stride=3)], "9x9x1", rounding="floor")
     assert model.output_shape == (4, 2, 2)
 

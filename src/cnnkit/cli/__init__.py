@@ -10,8 +10,9 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
-from cnnkit.errors import CnnkitError
+from cnnkit.errors import CnnkitError, RoundingWarning
 
 # One module per sub-command group, in the order ``cnnkit --help`` lists them.
 COMMAND_MODULES = ("train", "evaluate", "predict", "lr_find", "finetune", "embed", "summary",
@@ -36,9 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """cnnkit's own warnings as one line, ``cnnkit: warning: ...``; others as Python shows them."""
+    if issubclass(category, RoundingWarning):
+        print(f"cnnkit: warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        warnings.showwarning = _show_warning
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

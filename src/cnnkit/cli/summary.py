@@ -29,10 +29,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--depth", type=int, default=None, metavar="D",
                         help="merge the layers inside each module below depth D into one row")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--rounding", choices=("warn", "floor", "strict"), default="warn",
+                        help="a spec's layers when O = (W - K + 2P)/S + 1 is not an integer: "
+                             "round down with a warning (default), silently, or refuse")
     parser.set_defaults(func=run)
 
 
-def build_model(model: str, input_shape: str | None, num_classes: int):
+def build_model(model: str, input_shape: str | None, num_classes: int,
+                rounding: str = "warn"):
     """A registry model by name, else a cnnkit Sequential from an architecture spec string.
 
     Raises:
@@ -55,18 +59,21 @@ def build_model(model: str, input_shape: str | None, num_classes: int):
                          "e.g. --input 28x28x1")
     # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.models.sequential import Sequential
+    from cnnkit.models.spec import SpecError, parse_spec
 
     try:
-        return Sequential.from_spec(model, input_shape, num_classes=num_classes)
-    except ValueError as error:
+        parse_spec(model, num_classes=num_classes, image_input=True)
+    except SpecError as error:
         raise ValueError(f"MODEL {model!r} is neither a registered model name (see `cnnkit "
                          f"models`) nor a valid architecture spec: {error}") from error
+    # a valid spec whose shapes or size fail says so itself (a SpecError at the layer)
+    return Sequential.from_spec(model, input_shape, num_classes=num_classes, rounding=rounding)
 
 
 def run(args: argparse.Namespace) -> int:
     from cnnkit.inspect.summary import summary  # import cost: torch, only when run
 
-    model = build_model(args.model, args.input, args.num_classes)
+    model = build_model(args.model, args.input, args.num_classes, args.rounding)
     result = summary(model, args.input, depth=args.depth)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result)
     return 0

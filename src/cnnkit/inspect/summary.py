@@ -17,6 +17,8 @@ Conventions:
 - **Receptive field** and **jump** (effective stride) come from
   :mod:`cnnkit.inspect.receptive_field`: theoretical, not clipped to the image; a ``*`` marks
   a field larger than the input (it reaches into the zero padding).
+- **Rounding**: a layer whose O = (W − K + 2P)/S + 1 was rounded down has ``!`` after its
+  output and a note under the table saying how many rows/columns it drops (``note``).
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ class LayerRow:
         jump: (h, w) effective stride in input pixels, or None.
         start: (h, w) centre of unit (0, 0)'s field in input pixels, or None.
         rf_exceeds_input: whether the field is larger than the input image.
+        note: what rounding the output size down dropped (``"floor: drops 1 row, 1 col"``),
+            or None.
     """
 
     name: str
@@ -63,6 +67,7 @@ class LayerRow:
     jump: tuple[int, int] | None
     start: tuple[float, float] | None
     rf_exceeds_input: bool
+    note: str | None = None
 
     @property
     def params(self) -> int:
@@ -117,6 +122,9 @@ class ModelSummary:
                  f"Activation memory for one image (float32): {_megabytes(self.activation_bytes)}",
                  "RF = receptive field in input pixels (HxW), Jump = effective stride; "
                  "* = field larger than the input (reaches into the padding)"]
+        notes = [f"! {row.name}: {row.note} (O = (W − K + 2P)/S + 1 rounded down)"
+                 for row in self.rows if row.note]
+        table[-1:-1] = notes
         if not self.traced:
             table.append("(torch.fx could not trace this model: fields follow the call order "
                          "and are approximate for branching models)")
@@ -134,7 +142,8 @@ def _pair(value) -> str:
 def _cells(row: LayerRow) -> tuple[str, ...]:
     args = row.args if len(row.args) <= _ARGS_WIDTH else row.args[:_ARGS_WIDTH - 3] + "..."
     rf = _pair(row.receptive_field) + ("*" if row.rf_exceeds_input else "")
-    return (row.name, f"{row.type}({args})", format_shape_hwc(row.output_shape),
+    output = format_shape_hwc(row.output_shape) + (" !" if row.note else "")
+    return (row.name, f"{row.type}({args})", output,
             f"{row.trainable_params:,}", f"{row.frozen_params:,}", f"{row.macs:,}", rf,
             _pair(row.jump) if len(row.output_shape) == 3 else "-")  # flat: no grid to step
 
@@ -178,7 +187,7 @@ def _rows(model: nn.Module, traces: list[LayerTrace], image_hw) -> list[LayerRow
         rows.append(LayerRow(
             trace.name, trace.op, trace.args, trace.output_shape, trainable, frozen,
             _macs(trace), f.size if f else None, f.jump if f else None,
-            f.start if f else None, exceeds,
+            f.start if f else None, exceeds, getattr(trace.module, "rounding_note", None),
         ))
     return rows
 

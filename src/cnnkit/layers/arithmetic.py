@@ -6,14 +6,19 @@ The tutorials' formula for one spatial axis is
 
 with W the input size, K the (effective) window size, P the zero padding on each side and S the
 stride. With dilation D the window covers K_eff = D·(K − 1) + 1 pixels. PyTorch silently rounds
-O down ("floor"); cnnkit's native layers default to "strict", which refuses a stride that does
-not fit and says how to fix it.
+O down. cnnkit's ``rounding`` argument chooses what happens when O is not an integer:
+
+- ``"warn"`` (the default): round down as PyTorch and Keras do, and warn once per layer
+  (``cnnkit.errors.RoundingWarning``) with the formula and the rows/columns that are dropped;
+- ``"floor"``: round down silently;
+- ``"strict"``: refuse, saying which padding or stride would fit.
 """
 from __future__ import annotations
 
 import math
 
-ROUNDING_MODES = ("strict", "floor")
+ROUNDING_MODES = ("warn", "strict", "floor")
+DEFAULT_ROUNDING = "warn"
 
 
 def conv_output_size(w: int, k: int, s: int = 1, p: int = 0, d: int = 1) -> int:
@@ -70,11 +75,12 @@ def same_padding(w: int, k_eff: int, s: int) -> tuple[int, int]:
 
 
 def check_rounding(value) -> str:
-    """Validate a ``rounding`` argument: "strict" or "floor"."""
+    """Validate a ``rounding`` argument: "warn", "strict" or "floor"."""
     if value not in ROUNDING_MODES:
         raise ValueError(
-            f"rounding must be 'strict' (refuse strides that do not fit) or 'floor' "
-            f"(drop leftover pixels as PyTorch does), got {value!r}"
+            f"rounding must be 'warn' (drop leftover pixels as PyTorch does, with a warning), "
+            f"'floor' (the same, silently) or 'strict' (refuse strides that do not fit), "
+            f"got {value!r}"
         )
     return value
 
@@ -113,7 +119,8 @@ def check_axis(label: str, axis: str, w: int, k: int, s: int, pads: tuple[int, i
         axis: ``"size"`` when both axes have the same numbers, else ``"height"`` or ``"width"``.
         w, k, s, d: input size, window size, stride and dilation.
         pads: (before, after) padding.
-        rounding: "strict" refuses a non-integer O; "floor" rounds down.
+        rounding: "strict" refuses a non-integer O; "floor" and "warn" round down (the caller
+            warns, see :func:`dropped_pixels`).
 
     Raises:
         ValueError: the output is 0 or less (always), or O is not an integer in strict mode.
@@ -141,6 +148,28 @@ def check_axis(label: str, axis: str, w: int, k: int, s: int, pads: tuple[int, i
             f"integer{kernel_note}. Fixes: {fixes}."
         )
     return out
+
+
+def dropped_pixels(w: int, k: int, s: int, pads: tuple[int, int], d: int = 1) -> int:
+    """Rows (or columns) of the padded input that no window reaches when O is rounded down.
+
+    Shape:
+        (W − K_eff + P_before + P_after) mod S.
+
+    Example:
+        >>> dropped_pixels(29, 2, 2, (0, 0))   # 29 -> 14 under a 2x2 pool: the last row is unused
+        1
+    """
+    return (w - effective_kernel(k, d) + pads[0] + pads[1]) % s
+
+
+def rounding_formula(w: int, k: int, s: int, pads: tuple[int, int], d: int = 1) -> str:
+    """The tutorial formula with the numbers and its value: ``(29 − 2 + 2·0)/2 + 1 = 14.50``."""
+    k_eff = effective_kernel(k, d)
+    before, after = pads
+    p_text = before if before == after else f"({before}+{after})/2"
+    value = (w - k_eff + before + after) / s + 1
+    return f"({w} − {k_eff} + 2·{p_text})/{s} + 1 = {value:.2f}"
 
 
 def window_output_size(w: int, k: int, s: int = 1, p: int = 0, d: int = 1, *,

@@ -13,13 +13,17 @@ Input shapes never include the batch: ``(C, H, W)`` for images, ``(F,)`` for fla
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from cnnkit._checks import parse_input_shape, standardize_tuple
-from cnnkit.layers.arithmetic import check_axis, check_rounding, effective_kernel, same_padding
+from cnnkit.errors import RoundingWarning
+from cnnkit.layers.arithmetic import (DEFAULT_ROUNDING, check_axis, check_rounding,
+                                      dropped_pixels, effective_kernel, rounding_formula,
+                                      same_padding)
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +155,10 @@ class WindowLayer(Layer):
     ``"same"`` (output size ceil(W / S); see ``arithmetic.same_padding``). Once built the
     attributes ``kernel_size``, ``stride``, ``padding`` and ``dilation`` are 2-tuples of ints
     (``padding`` = the top/left padding), which is what receptive-field arithmetic needs.
+
+    ``rounding`` ("warn" by default, "floor", "strict"; see ``layers.arithmetic``) decides what a
+    non-integer O = (W − K + 2P)/S + 1 does. After a rounded-down shape, ``rounding_note`` says
+    what was dropped (e.g. ``"floor: drops 1 row, 1 col"``; ``None`` when nothing was).
     """
 
     def __init__(self, kernel_size, stride, padding, dilation, rounding: str | None, *,
@@ -161,6 +169,8 @@ class WindowLayer(Layer):
         self.dilation = standardize_tuple(dilation, 2, "dilation")
         self.padding_mode, self.padding = self._parse_padding(padding)
         self.rounding = None if rounding is None else check_rounding(rounding)
+        self.rounding_note: str | None = None
+        self._warned_shapes: set[tuple[int, ...]] = set()
 
     @staticmethod
     def _parse_padding(padding):
@@ -178,8 +188,8 @@ class WindowLayer(Layer):
 
     @property
     def effective_rounding(self) -> str:
-        """"strict" unless this layer or its Sequential asked for "floor"."""
-        return self.rounding or "strict"
+        """This layer's ``rounding``, else its Sequential's, else "warn"."""
+        return self.rounding or DEFAULT_ROUNDING
 
     def pads(self, h: int, w: int) -> tuple[int, int, int, int]:
         """(top, bottom, left, right) zero padding for an h×w input."""
@@ -218,7 +228,34 @@ class WindowLayer(Layer):
         same_numbers = rows == cols
         out_h = check_axis(self.label, "size" if same_numbers else "height", *rows, rounding)
         out_w = check_axis(self.label, "size" if same_numbers else "width", *cols, rounding)
+        if self.padding_mode == "explicit":
+            self._note_rounding(shape, rows, cols, (out_h, out_w), same_numbers)
         return (self._output_channels(shape[0]), out_h, out_w)
+
+    def _note_rounding(self, shape: tuple[int, ...], rows: tuple, cols: tuple,
+                       outs: tuple[int, int], same_numbers: bool) -> None:
+        """Record (and under "warn", warn once per input shape) the rows/columns floor drops."""
+        lost = (dropped_pixels(*rows), dropped_pixels(*cols))
+        if not any(lost):
+            self.rounding_note = None
+            return
+        counts = [f"{n} {word}{'s' if n > 1 else ''}" for n, word in zip(lost, ("row", "col")) if n]
+        self.rounding_note = "floor: drops " + ", ".join(counts)
+        if self.effective_rounding != "warn" or shape in self._warned_shapes:
+            return
+        self._warned_shapes.add(shape)
+        axes = [("size", rows, outs[0])] if same_numbers else [
+            (axis, numbers, out) for axis, numbers, out, n in
+            (("height", rows, outs[0], lost[0]), ("width", cols, outs[1], lost[1])) if n]
+        formulas = "; ".join(f"output {axis} O = (W − K + 2P)/S + 1 = "
+                             f"{rounding_formula(*numbers)} is rounded down to {out}"
+                             for axis, numbers, out in axes)
+        dropped = " and ".join(f"the last {n} {word}{'s' if n > 1 else ''}"
+                               for n, word in zip(lost, ("row", "column")) if n)
+        warnings.warn(
+            f"{self.label}: {formulas} (as PyTorch and Keras do), so {dropped} of the "
+            f"{shape[1]}x{shape[2]} input are not used. Pass rounding='floor' to accept this "
+            f"silently or rounding='strict' to refuse it.", RoundingWarning, stacklevel=3)
 
     def _output_channels(self, in_channels: int) -> int:
         return in_channels
@@ -232,4 +269,4 @@ class WindowLayer(Layer):
         return {"padding": self.padding} if any(self.padding) else {}
 
     def _spec_rounding(self) -> dict:
-        return {"rounding": self.rounding} if self.rounding == "floor" else {}
+        return {} if self.rounding in (None, DEFAULT_ROUNDING) else {"rounding": self.rounding}

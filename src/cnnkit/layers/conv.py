@@ -31,8 +31,9 @@ class Conv(WindowLayer):
         activation: applied after the convolution: a name ('relu', ...), a module or None.
         in_channels: input depth C; when given the layer builds at once (plain PyTorch use),
             otherwise when its Sequential learns the input shape or at the first forward call.
-        rounding: "strict" (default) refuses a stride that does not fit the input;
-            "floor" drops the leftover pixels as PyTorch does. None = the Sequential's choice.
+        rounding: when O is not an integer: "warn" (the default) rounds down as PyTorch does
+            and warns once (``cnnkit.errors.RoundingWarning``) with the rows/columns dropped;
+            "floor" rounds down silently; "strict" refuses. None = the Sequential's choice.
         name: the layer's name in messages.
 
     Shape:
@@ -40,7 +41,7 @@ class Conv(WindowLayer):
         O = (W − K + 2P)/S + 1 (K replaced by D·(K − 1) + 1 when dilated).
 
     Raises:
-        ValueError: bad arguments; at build time a stride that does not fit (strict rounding),
+        ValueError: bad arguments; at build time a stride that does not fit ("strict" rounding),
             an output that shrinks to zero, or channels that do not divide by ``groups``.
 
     Example:

@@ -4,7 +4,7 @@ They follow Keras semantics: ``input_shape`` is H×W×C (``[28, 28, 1]``), paddi
 'same' (TensorFlow's 'same', extra pixel bottom/right), and output sizes are rounded down.
 Tensors inside stay PyTorch's (N, C, H, W). Each is a subclass of the native layer, so it
 serialises to the native spec token with explicit arguments (e.g. ``Conv2D(32, (3,3))`` ->
-``conv(32,3,rounding=floor)``).
+``conv(32,3)``); a size that does not divide warns (``RoundingWarning``) as in native layers.
 
 Example:
     >>> from cnnkit.models.sequential import Sequential
@@ -56,7 +56,7 @@ class Conv2D(conv.Conv):
                  activation=None, use_bias: bool = True, dilation_rate=(1, 1), groups: int = 1,
                  input_shape=None, *, name: str | None = None):
         super().__init__(filters, kernel_size, strides, _keras_padding(padding), dilation_rate,
-                         groups, use_bias, activation, rounding="floor", name=name)
+                         groups, use_bias, activation, name=name)
         _keras_input_shape(self, input_shape)
 
 
@@ -65,7 +65,7 @@ class MaxPool2D(pooling.MaxPool):
 
     def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid", input_shape=None,
                  *, name: str | None = None):
-        super().__init__(pool_size, strides, _keras_padding(padding), rounding="floor", name=name)
+        super().__init__(pool_size, strides, _keras_padding(padding), name=name)
         _keras_input_shape(self, input_shape)
 
 
@@ -77,7 +77,7 @@ class AveragePooling2D(pooling.AvgPool):
 
     def __init__(self, pool_size=(2, 2), strides=None, padding: str = "valid", input_shape=None,
                  *, name: str | None = None):
-        super().__init__(pool_size, strides, _keras_padding(padding), rounding="floor", name=name)
+        super().__init__(pool_size, strides, _keras_padding(padding), name=name)
         _keras_input_shape(self, input_shape)
 
 

@@ -53,7 +53,7 @@ class MaxPool(_Pool):
         size: window size K (int or (K_h, K_w)), default 2.
         stride: S, default ``size``.
         padding: an int (at most size // 2), "valid" or "same"; padded cells hold −∞.
-        rounding: "strict" (default) or "floor", as for ``Conv``.
+        rounding: "warn" (default), "floor" or "strict", as for ``Conv``.
 
     Shape:
         (N, C, H, W) -> (N, C, H_out, W_out), O = (W − K + 2P)/S + 1 per axis.

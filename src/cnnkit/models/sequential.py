@@ -14,6 +14,7 @@ from cnnkit.layers.arithmetic import check_rounding
 from cnnkit.layers.base import Layer, WindowLayer, parse_user_shape
 from cnnkit.layers.dense import Dense
 from cnnkit.layers.keras import Input
+from cnnkit.models.limits import check_memory, dry_run, total_values
 from cnnkit.models.features import FeatureInfo, module_stride, stage_indices
 from cnnkit.models.spec import SpecError, parse_spec
 
@@ -33,7 +34,8 @@ class Sequential(nn.Sequential):
         layers: a list of modules (cnnkit layers or any ``nn.Module``), or a mapping name->module.
         input_shape: the input without the batch, in the tutorials' H×W×C (``"28x28x1"``,
             ``(28, 28, 1)``) or a feature count for flat inputs (``784``).
-        rounding: "strict" or "floor"; overrides the default of layers that were not given one.
+        rounding: "warn", "floor" or "strict" (see ``Conv``); overrides the default ("warn") of
+            layers that were not given one.
         name: the model's name.
 
     Shape:
@@ -41,6 +43,8 @@ class Sequential(nn.Sequential):
 
     Raises:
         ValueError: a layer's output size arithmetic fails, or the shapes do not chain.
+        cnnkit.errors.ModelTooLargeError: the parameters or the batch-1 activations would not
+            fit in the available memory (checked before anything is allocated).
 
     Example:
         >>> from cnnkit.layers import Conv, Dense, Flatten, MaxPool
@@ -109,8 +113,19 @@ class Sequential(nn.Sequential):
         if self.rounding is not None and isinstance(layer, WindowLayer) and layer.rounding is None:
             layer.rounding = self.rounding
         if self._input_shape is not None:
+            self._check_fits([*self, layer], self._input_shape)
             self._shapes.append(self._build_layer(layer, self.output_shape))
         self.append(layer)
+
+    @staticmethod
+    def _check_fits(layers: list[nn.Module], shape: tuple[int, ...]) -> None:
+        """Refuse (``ModelTooLargeError``) before allocating a model that cannot fit in memory."""
+        parameters, activations = 0, 0
+        for layer in layers:
+            count, shape = dry_run(layer, shape)
+            parameters += count
+            activations += total_values(shape)
+        check_memory(parameters, activations, where="the model")
 
     @staticmethod
     def _build_layer(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -128,6 +143,7 @@ class Sequential(nn.Sequential):
     def _set_input_shape(self, shape: tuple[int, ...]) -> None:
         """Learn the input shape (C, H, W)/(F,) and build every layer in order."""
         self._input_shape = tuple(shape)
+        self._check_fits(list(self), self._input_shape)
         self._shapes = []
         for layer in self:
             self._shapes.append(self._build_layer(layer, self.output_shape))

@@ -15,7 +15,7 @@ name, optionally followed by arguments in parentheses: positional values first, 
 token (aliases)        positional arguments (defaults)        keyword-only arguments
 =====================  =====================================  =====================================
 conv (conv2d)          filters, kernel_size=3, stride=1,      dilation=1, groups=1, bias=true,
-                       padding=0 (int, valid or same)         activation=none, rounding=strict
+                       padding=0 (int, valid or same)         activation=none, rounding=warn
 maxpool (pool)         size=2, stride=size, padding=0         rounding
 avgpool, sumpool,      size=2, stride=size, padding=0         rounding
 l2pool

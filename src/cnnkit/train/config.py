@@ -36,6 +36,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 TASKS = ("auto", "classify", "localize", "segment", "detect")
 HEADS = ("auto", "localization", "fcn", "unet", "centernet", "fcos")
 STEMS = ("auto", "imagenet", "small")
+ROUNDINGS = ("warn", "floor", "strict")
 
 # A small CNN for 8x8 inputs: two 3x3 "same" convs keep 8x8, one 2x2 pool -> 4x4x32 -> fc.
 DEFAULT_MODEL = (
@@ -90,6 +91,9 @@ class TrainConfig:
         stem: a ResNet's first layers: ``imagenet`` (7×7/2 conv + max pool, the layout of
             ImageNet weights), ``small`` (3×3/1 conv, for inputs <= 64 px) or ``auto`` (by the
             input size).
+        rounding: an architecture string's layers when O = (W − K + 2P)/S + 1 is not an
+            integer: ``warn`` rounds down with a RoundingWarning per layer, ``floor`` rounds
+            down silently, ``strict`` refuses with the fixes.
         epochs: full passes over the training set.
         batch_size: images per optimizer step, over all processes together (the global
             batch: each of N processes loads batch_size / N).
@@ -162,6 +166,7 @@ class TrainConfig:
     model: str = DEFAULT_MODEL
     input_size: int | None = None
     stem: str = "auto"
+    rounding: str = "warn"
     epochs: int = 8
     batch_size: int = 64
     lr: float = 3e-3
@@ -238,6 +243,7 @@ class TrainConfig:
         _check_choice(self.task, TASKS, "task")
         _check_choice(self.head, HEADS, "head")
         _check_choice(self.stem, STEMS, "stem")
+        _check_choice(self.rounding, ROUNDINGS, "rounding")
         if self.tensorboard is not None and not isinstance(self.tensorboard, bool):
             raise TypeError(f"tensorboard must be True, False or None (on when the tensorboard "
                             f"package is installed), got {self.tensorboard!r}")

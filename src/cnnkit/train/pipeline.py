@@ -80,12 +80,13 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(name_or_spec: str, *, num_classes: int, input_shape: tuple[int, int, int],
-                stem: str = "auto"):
+                stem: str = "auto", rounding: str = "warn"):
     """A registry model (``"lenet5"``) or a Sequential from a spec string, sized for the data.
 
     Args:
         stem: ``TrainConfig.stem``; anything but ``"auto"`` is passed to the registry model
             (ResNets take it).
+        rounding: ``TrainConfig.rounding`` for an architecture string's layers.
 
     Raises:
         ValueError: neither a registry name nor a valid spec (the spec parser's message), or a
@@ -107,7 +108,7 @@ def build_model(name_or_spec: str, *, num_classes: int, input_shape: tuple[int, 
                          f"string {name_or_spec!r}; remove --stem")
     try:
         model = Sequential.from_spec(name_or_spec, format_shape_hwc(input_shape),
-                                     num_classes=num_classes)
+                                     num_classes=num_classes, rounding=rounding)
     except ValueError:
         if not re.fullmatch(r"[A-Za-z_][\w-]*", name_or_spec.strip()):
             raise
@@ -350,11 +351,12 @@ def build_run_model(config: TrainConfig, data: TrainingData,
     elif data.task != "classify":
         # the default spec is the digits classifier: a task gets its own default backbone
         spec = DEFAULT_BACKBONE if config.model == DEFAULT_MODEL else config.model
-        backbone = build_model(spec, num_classes=num_classes, input_shape=data.input_shape)
+        backbone = build_model(spec, num_classes=num_classes, input_shape=data.input_shape,
+                               rounding=config.rounding)
         model = task_model(data.task, backbone, num_classes, config.head)
     else:
         model = build_model(config.model, num_classes=num_classes, input_shape=data.input_shape,
-                            stem=config.stem)
+                            stem=config.stem, rounding=config.rounding)
     prepare_model(model, data.normalization.apply(data.sample))
     log.info("data %s (%s): %d train images %s, %d classes%s; model %s", config.data,
              data.task, data.n_train, format_shape_hwc(data.input_shape), num_classes,
