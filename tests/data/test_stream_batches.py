@@ -99,6 +99,7 @@ def test_dataset_items_one_at_a_time_and_by_batch(tmp_path):
     assert dataset.__getitems__([3])[0] is None
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
 def test_cuda_batches_arrive_pinned_and_equal(tmp_path):
     (tmp_path / "a").mkdir()
