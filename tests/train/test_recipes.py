@@ -36,7 +36,8 @@ def test_overrides_win_and_are_validated():
 def test_unknown_recipe_suggests_the_closest():
     with pytest.raises(ValueError, match="unknown recipe 'mnist_fast'; did you mean 'mnist-fast'"):
         get_recipe("mnist_fast")
-    assert recipe_names() == ("cifar10-fast", "mnist-detect", "mnist-fast", "mnist-localize",
+    assert recipe_names() == ("cifar10-fast", "fashion-best", "fashion-fast", "keras-mnist",
+                              "mnist-detect", "mnist-fast", "mnist-lenet5", "mnist-localize",
                               "mnist-segment")
 
 
@@ -130,3 +131,52 @@ def test_training_pipeline_whitens_airbench_from_the_data_and_keeps_it_frozen(tm
     norm = Normalization.fit(splits.train.images)
     prepare_model(reference, norm.apply(splits.train.images[:5000]))
     torch.testing.assert_close(trained["whiten.weight"], reference.whiten.weight)
+
+
+# ------------------------------------------------------------- the results recipes (issue #17)
+
+RESULT_RECIPES = {"mnist-lenet5": ("mnist", "lenet5"), "keras-mnist": ("mnist", "keras_mnist"),
+                  "fashion-fast": ("fashion-mnist", None), "fashion-best": ("fashion-mnist",
+                                                                            "resnet18")}
+
+
+@pytest.mark.parametrize("name", sorted(RESULT_RECIPES))
+def test_results_recipe_builds_a_28x28_grey_classifier_that_trains(name):
+    from cnnkit.augment.parse import parse_augment
+    from cnnkit.train.pipeline import build_model
+
+    config = recipe_config(name)
+    data, model_name = RESULT_RECIPES[name]
+    assert config.data == data and config.val_split == 0.0  # tested on the whole test split
+    if model_name is not None:
+        assert config.model == model_name
+    torch.manual_seed(0)
+    model = build_model(config.model, num_classes=10, input_shape=(1, 28, 28))
+    parse_augment(config.augment, num_classes=10, seed=0)  # the augmentation string is valid
+    out = model(torch.randn(4, 1, 28, 28))
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+    out.logsumexp(dim=1).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_keras_mnist_recipe_keeps_the_keras_example_budget():
+    config = recipe_config("keras-mnist")
+    assert (config.epochs, config.batch_size) == (12, 128)
+
+
+def test_fashion_best_recipe_is_resnet_training_with_flips_and_crops():
+    config = recipe_config("fashion-best")
+    assert config.optimizer == "sgd" and config.nesterov and config.weight_decay > 0
+    assert {"flip", "crop(2)"} <= set(config.augment.split(","))
+
+
+def test_cli_trains_fashion_fast_for_one_epoch_on_tiny_data(tmp_path):
+    out = tmp_path / "run"
+    code = cli_main(["train", "--recipe", "fashion-fast", "--data", "digits", "--input-size",
+                     "28", "--epochs", "1", "--no-progress", "--out", str(out)])
+    assert code == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model"] == get_recipe("fashion-fast").settings["model"]
+    assert saved["augment"] == "flip"
+    results = json.loads((out / "results.json").read_text())
+    assert results["epochs"] == 1 and 0.0 <= results["test_accuracy"] <= 1.0
