@@ -88,3 +88,40 @@ def test_sizes_that_do_not_divide_floor_with_one_warning_per_layer(tmp_path, cap
     assert _train("--data", data, "--model", ISSUE_SPEC, "--rounding", "strict", "--out",
                   tmp_path / "strict") == 2
     assert "14.50 is not an integer" in capsys.readouterr().err
+
+
+def _config(*argv):
+    from cnnkit.cli import build_parser
+    from cnnkit.cli.train import config_of
+
+    return config_of(build_parser().parse_args(["train", *argv]))
+
+
+def test_a_named_dataset_starts_from_its_tuned_recipe():
+    """#18 item 3: --data mnist is the mnist-fast path unless the user opts out."""
+    from cnnkit.train.recipes import get_recipe
+
+    config, note = _config("--data", "mnist")
+    fast = get_recipe("mnist-fast").config()
+    assert (config.model, config.epochs, config.batch_size, config.lr) == (
+        fast.model, fast.epochs, fast.batch_size, fast.lr)
+    assert note.startswith("recipe mnist-fast: the tuned settings for --data mnist")
+    assert "--no-recipe trains with the generic defaults" in note
+    config, _ = _config("--data", "mnist", "--epochs", "5")  # flags override the recipe
+    assert config.epochs == 5 and config.batch_size == fast.batch_size
+    config, note = _config("--data", "mnist", "--no-recipe")
+    assert note is None and config.epochs == 8 and config.batch_size == 64
+    config, note = _config("--data", "digits")  # no tuned recipe: the generic defaults
+    assert note is None and config.epochs == 8
+
+
+def test_the_generic_default_model_is_no_slower_per_image_than_mnist_fast():
+    from cnnkit.inspect.summary import summary
+    from cnnkit.models import Sequential
+    from cnnkit.train.config import DEFAULT_MODEL
+    from cnnkit.train.recipes import get_recipe
+
+    def macs(spec):
+        return summary(Sequential.from_spec(spec, "28x28x1"), "28x28x1").to_dict()["macs"]
+
+    assert macs(DEFAULT_MODEL) <= macs(get_recipe("mnist-fast").settings["model"])

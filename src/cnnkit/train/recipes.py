@@ -43,10 +43,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from cnnkit.train.config import TrainConfig
+from cnnkit.train.config import DEFAULT_MODEL, TrainConfig
+
+if TYPE_CHECKING:  # the CLI reads recipes to build its parser: no torch import at start-up
+    import torch
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,8 @@ def _recipe(name: str, description: str, **settings: Any) -> Recipe:
 # pooling first, 32/64 at batch 128, 99.17 % but 12.9 k img/s; 16/64 99.12 % at 19.6 k img/s;
 # 16/48 99.06 %; 16/32 99.00 % (98.92 % worst seed); a 5x5 first conv (cheap: one input channel)
 # with 16/32, 99.10 % (99.00 % worst) at 24.5 k img/s: this recipe.
-MNIST_FAST_MODEL = ("conv(16,5,padding=same) maxpool(2) bn relu "
-                    "conv(32,3,padding=same) maxpool(2) bn relu fc(10)")
+# It is also the generic default model (TrainConfig.model), so the default path is this fast.
+MNIST_FAST_MODEL = DEFAULT_MODEL
 
 # The localisation backbone: mnist-fast's pooling-first blocks with a third (64) stage, so a
 # 64x64 scene ends as an 8x8x64 map that the head pools to 4x4 (about 11 M multiply-adds per
@@ -168,7 +171,6 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
 )}
 
 
-@torch.no_grad()
 def prepare_model(model: nn.Module, images: torch.Tensor, *, max_images: int = 5000) -> bool:
     """Set a model up from its training images before training; return whether it did anything.
 
@@ -187,12 +189,34 @@ def prepare_model(model: nn.Module, images: torch.Tensor, *, max_images: int = 5
         >>> prepare_model(create("airbench", num_classes=10), normalized_images)  # doctest: +SKIP
         True
     """
+    import torch  # import cost: the CLI reads this module before any training
+
     init = getattr(model, "init_whitening", None)
     if init is None:
         return False
-    init(images[:max_images])
+    with torch.no_grad():
+        init(images[:max_images])
     model.whiten.requires_grad_(False)
     return True
+
+
+# The recipe ``cnnkit train --data NAME`` starts from when no --recipe or --config is given
+# (``--no-recipe``: the generic defaults): the default path is the tuned, fast one.
+DEFAULT_RECIPES = MappingProxyType({
+    "mnist": "mnist-fast", "fashion-mnist": "fashion-fast", "cifar10": "cifar10-fast",
+    "mnist-localize": "mnist-localize", "mnist-segment": "mnist-segment",
+    "mnist-detect": "mnist-detect",
+})
+
+
+def default_recipe(data: str | None) -> str | None:
+    """The tuned recipe of the named dataset ``data`` (:data:`DEFAULT_RECIPES`), else None.
+
+    Example:
+        >>> default_recipe("mnist"), default_recipe("photos/")
+        ('mnist-fast', None)
+    """
+    return DEFAULT_RECIPES.get(str(data).strip().lower()) if data is not None else None
 
 
 def recipe_names() -> tuple[str, ...]:
