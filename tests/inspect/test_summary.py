@@ -147,3 +147,20 @@ def test_registered_models_summarise(name):
     assert s.total_params == sum(p.numel() for p in model.parameters())
     assert s.rows[-1].output_shape == (3,)
     assert s.macs > 0 and all(r.receptive_field is not None for r in s.rows)
+
+
+def test_torch_layers_show_in_the_compact_notation_of_architecture_strings():
+    """#18 item 10: `cnnkit summary resnet18` rows read like Sequential's, not cut torch reprs."""
+    from cnnkit.models import create
+
+    rows = {row.name: f"{row.type}({row.args})"
+            for row in summary(create("resnet18", num_classes=10, input_size=224), "224x224x3").rows}
+    assert rows["conv1"] == "Conv2d(64,7,stride=2,padding=3,bias=False)"
+    assert rows["bn1"] == "BatchNorm2d(64)"
+    assert rows["maxpool"] == "MaxPool2d(3,stride=2,padding=1)"
+    assert rows["layer2.0.downsample.0"] == "Conv2d(128,1,stride=2,bias=False)"
+    assert rows["fc"] == "Linear(10)"
+    lenet = {row.name: f"{row.type}({row.args})"
+             for row in summary(create("lenet5", num_classes=10, in_channels=1), "32x32x1").rows}
+    assert (lenet["conv1"], lenet["pool1"], lenet["fc1"]) == ("Conv2d(6,5)", "AvgPool2d(2)",
+                                                              "Linear(120)")

@@ -172,12 +172,59 @@ def _args_text(node: fx.Node) -> str:
     return ", ".join(parts)
 
 
+def _one(value):
+    """``(3, 3)`` -> ``3`` (a square kernel, stride or padding); other values unchanged."""
+    if isinstance(value, tuple) and len(set(value)) == 1:
+        return value[0]
+    return value
+
+
+def _options(**given) -> list[str]:
+    """``key=value`` for the options given (None: at its default, left out)."""
+    return [f"{k}={str(v).replace(' ', '')}" for k, v in given.items() if v is not None]
+
+
+def _torch_args(module: nn.Module) -> str | None:
+    """A torch layer's arguments in the architecture strings' compact form, defaults left out.
+
+    ``Conv2d(3, 64, kernel_size=(7, 7), stride=(2, 2), padding=(3, 3), bias=False)`` ->
+    ``64,7,stride=2,padding=3,bias=False`` (filters, kernel, then what differs from the
+    default); None for a module without a compact form (its ``extra_repr`` is shown).
+    """
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        stride, padding, dilation = (_one(module.stride), _one(module.padding),
+                                     _one(module.dilation))
+        return ",".join([str(module.out_channels), str(_one(module.kernel_size)), *_options(
+            stride=None if stride == 1 else stride, padding=None if padding == 0 else padding,
+            dilation=None if dilation == 1 else dilation,
+            groups=None if module.groups == 1 else module.groups,
+            bias=None if module.bias is not None else False)])
+    if isinstance(module, nn.Linear):
+        return ",".join([str(module.out_features),
+                         *_options(bias=None if module.bias is not None else False)])
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        kernel, stride, padding = _one(module.kernel_size), _one(module.stride), _one(module.padding)
+        return ",".join([str(kernel), *_options(stride=None if stride == kernel else stride,
+                                                padding=None if padding == 0 else padding)])
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        return str(_one(module.output_size))
+    if isinstance(module, nn.BatchNorm2d):
+        return str(module.num_features)
+    if isinstance(module, nn.Dropout):
+        return f"{module.p:g}"
+    if isinstance(module, (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Identity, nn.Flatten)):
+        return ""
+    return None
+
+
 def _module_args(module: nn.Module) -> str:
-    """A module's arguments as text: a cnnkit layer's spec arguments (``32,3``), else extra_repr."""
+    """A module's arguments as text: a cnnkit layer's spec arguments (``32,3``), a torch layer's
+    in the same compact form (:func:`_torch_args`), else its ``extra_repr``."""
     if isinstance(module, Layer):
         spec = module.to_spec()  # e.g. "conv(32,3,stride=2)" -> "32,3,stride=2"
         return spec[spec.index("(") + 1:-1] if spec.endswith(")") else ""
-    return module.extra_repr()
+    compact = _torch_args(module)
+    return module.extra_repr() if compact is None else compact
 
 
 def _op_name(target) -> str:
@@ -258,7 +305,7 @@ def _trace_hooks(model: nn.Module, x: torch.Tensor) -> list[LayerTrace]:
             field = combine([(field, in_shape)], out_shape, window, name)
         node = name if counts[name] == 1 else f"{name}#{counts[name]}"
         traces.append(LayerTrace(name, node, type(module).__name__, module, name,
-                                 module.extra_repr(), out_shape, None, (), field))
+                                 _module_args(module), out_shape, None, (), field))
     return traces
 
 
