@@ -61,3 +61,22 @@ def test_keras_mlp_with_flatten_input_shape():
     model = Sequential([Flatten(input_shape=(28, 28)), Dense(128, activation="relu"), Dense(10)])
     assert model.input_shape == (1, 28, 28) and model.shapes()[0] == ("flatten1", (784,))
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("make, fans", [
+    (lambda: __import__("cnnkit.layers.keras", fromlist=["Conv2D"]).Conv2D(
+        64, (3, 3), input_shape=(28, 28, 32)), (32 * 9, 64 * 9)),
+    (lambda: __import__("cnnkit.layers.keras", fromlist=["Dense"]).Dense(
+        128, input_shape=(3136,)), (3136, 128)),
+])
+def test_keras_layers_start_from_keras_initialisers(make, fans):
+    """#18 item 2: Glorot-uniform kernels (bound sqrt(6 / (fan_in + fan_out))), zero biases."""
+    torch.manual_seed(0)
+    layer = make()
+    Sequential([layer])  # builds the layer from its Keras input_shape
+    bound = (6 / sum(fans)) ** 0.5
+    weight = layer.weight.detach()
+    assert float(weight.abs().max()) <= bound
+    assert float(weight.abs().max()) > 0.95 * bound  # uniform over the whole range
+    assert float(weight.std()) == pytest.approx(bound / 3 ** 0.5, rel=0.05)
+    assert torch.count_nonzero(layer.bias) == 0

@@ -39,6 +39,14 @@ def _keras_padding(padding) -> str:
     return padding.lower()
 
 
+def _glorot_uniform(layer: Layer) -> None:
+    """Keras' default initialisers: Glorot-uniform kernel (U(±sqrt(6 / (fan_in + fan_out))),
+    fans over the receptive field as Keras counts them) and zero bias."""
+    torch.nn.init.xavier_uniform_(layer.weight)
+    if layer.bias is not None:
+        torch.nn.init.zeros_(layer.bias)
+
+
 def _keras_input_shape(layer: Layer, input_shape) -> None:
     if input_shape is not None:
         layer.input_shape = parse_user_shape(input_shape)
@@ -58,6 +66,10 @@ class Conv2D(conv.Conv):
         super().__init__(filters, kernel_size, strides, _keras_padding(padding), dilation_rate,
                          groups, use_bias, activation, name=name)
         _keras_input_shape(self, input_shape)
+
+    def reset_parameters(self) -> None:
+        """Keras' defaults (not PyTorch's): Glorot-uniform kernel, zero bias."""
+        _glorot_uniform(self)
 
 
 class MaxPool2D(pooling.MaxPool):
@@ -115,6 +127,10 @@ class Dense(dense.Dense):
                  name: str | None = None):
         super().__init__(units, activation, use_bias, name=name)
         _keras_input_shape(self, input_shape)
+
+    def reset_parameters(self) -> None:
+        """Keras' defaults (not PyTorch's): Glorot-uniform kernel, zero bias."""
+        _glorot_uniform(self)
 
 
 class BatchNormalization(norm.BatchNorm):
