@@ -27,6 +27,8 @@ from cnnkit.train.pipeline import train
 HERE = Path(__file__).resolve().parent
 # Same global batch, same seed, CPU: only the order of float additions differs.
 WEIGHT_TOL = {"atol": 2e-5, "rtol": 1e-4}
+# BN's running statistics are per process (no SyncBN): the comparisons use a net without it.
+NO_BN_MODEL = "conv(16,3,padding=same) relu conv(32,3,padding=same) relu maxpool(2) fc(64) relu fc(10)"
 
 
 # Both tests start real 2-process torchrun jobs: run them one after the other on one xdist
@@ -42,8 +44,8 @@ def _not_inside_torchrun(monkeypatch):
 
 
 def _one_process(tmp_path: Path, name: str, epochs: int) -> Path:
-    config = TrainConfig(epochs=epochs, batch_size=64, device="cpu", precision="fp32",
-                         out=str(tmp_path / name))
+    config = TrainConfig(model=NO_BN_MODEL, epochs=epochs, batch_size=64, device="cpu",
+                         precision="fp32", out=str(tmp_path / name))
     return train(config, progress=False).out
 
 
@@ -56,8 +58,8 @@ def _assert_same_weights(run_a: Path, run_b: Path) -> None:
 
 def test_cli_nproc_2_trains_like_one_process_and_rank_0_alone_writes(tmp_path, capfd):
     # Two processes x (two accumulation micro-batches of 16) = the global batch of 64.
-    rc = main(["train", "--nproc", "2", "--epochs", "2", "--batch-size", "64", "--device", "cpu",
-               "--precision", "fp32",
+    rc = main(["train", "--nproc", "2", "--model", NO_BN_MODEL, "--epochs", "2", "--batch-size",
+               "64", "--device", "cpu", "--precision", "fp32",
                "--accumulate-steps", "2", "--no-progress", "--out", str(tmp_path / "ddp")])
     captured = capfd.readouterr()
     assert rc == 0, captured.err

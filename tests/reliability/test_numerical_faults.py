@@ -119,9 +119,14 @@ def test_non_finite_pixels_in_a_data_file_stop_cnnkit_train(tmp_path, capsys):
     assert "NaN or infinite" in capsys.readouterr().err
 
 
+NO_BN_MODEL = "conv(16,3,padding=same) relu conv(32,3,padding=same) relu maxpool(2) fc(64) relu fc(10)"
+
+
 def test_huge_learning_rate_through_the_cli_exits_2_with_advice(tmp_path, capsys):
     run = tmp_path / "run"
-    code = main(["train", "--optimizer", "sgd", "--lr", "1e12", "--epochs", "2",
+    # a net without batch norm (BN keeps even lr 1e12 finite for a while)
+    code = main(["train", "--model", NO_BN_MODEL, "--optimizer", "sgd", "--lr", "1e12",
+                 "--epochs", "2",
                  "--out", str(run), "--no-progress", "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2
