@@ -73,3 +73,18 @@ def test_batched_nms_matches_the_reference(data, threshold):
         threshold,
     )
     assert kept.tolist() == nms_reference(boxes, scores, classes, threshold)
+
+
+def test_kept_detections_drops_padding_then_suppresses_per_class():
+    from cnnkit.tasks.nms import kept_detections
+
+    boxes = torch.tensor([[[0., 0., 10., 10.], [1., 1., 11., 11.], [0., 0., 10., 10.],
+                           [50., 50., 60., 60.]]])  # (1, D=4, 4)
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.0]])  # the last is padding (score 0)
+    labels = torch.tensor([[1, 1, 2, 1]])
+    kept = kept_detections(boxes, scores, labels, 0.5)[0]
+    # box 1 overlaps box 0 (same class, IoU 0.68): suppressed; box 2 is another class: kept
+    assert kept["scores"].tolist() == pytest.approx([0.9, 0.7])
+    assert kept["labels"].tolist() == [1, 2]
+    every = kept_detections(boxes, scores, labels, 0.5, nms=False)[0]
+    assert every["scores"].tolist() == pytest.approx([0.9, 0.8, 0.7])

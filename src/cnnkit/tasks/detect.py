@@ -21,7 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from cnnkit.tasks.nms import batched_nms
+from cnnkit.tasks.nms import kept_detections
 
 
 def _head(in_channels: int, out_channels: int, hidden: int, bias: float = 0.0) -> nn.Sequential:
@@ -191,16 +191,7 @@ class Detector(nn.Module):
 
     def postprocess(self, raw: dict[str, Tensor], nms: bool = True) -> list[dict[str, Tensor]]:
         """Decode, drop zero scores and (optionally) apply class-aware NMS; per-image dicts."""
-        boxes, scores, labels = self.decode(raw)
-        results = []
-        for b, s, lab in zip(boxes, scores, labels):
-            keep = s > 0
-            b, s, lab = b[keep], s[keep], lab[keep]
-            if nms and len(s):
-                order = batched_nms(b, s, lab, self.nms_iou)
-                b, s, lab = b[order], s[order], lab[order]
-            results.append({"boxes": b, "scores": s, "labels": lab})
-        return results
+        return kept_detections(*self.decode(raw), self.nms_iou, nms=nms)
 
     def score_maps(self, raw: dict[str, Tensor]) -> Tensor:
         """Class probabilities of the heatmap, ``sigmoid(heatmap)`` ("what the detector sees").

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from cnnkit._checks import check_positive_int, check_probability
 from cnnkit.tasks.boxes import elementwise_generalized_box_iou
 from cnnkit.tasks.losses import sigmoid_focal_loss
-from cnnkit.tasks.nms import batched_nms
+from cnnkit.tasks.nms import kept_detections
 
 PRIOR = 0.01  # FCOS / RetinaNet: every location starts as background with probability 0.99
 MAX_LOG_DISTANCE = 8.0  # exp(8)·stride: far beyond any image, keeps exp finite early on
@@ -332,16 +332,7 @@ class FCOSDetector(nn.Module):
 
     def postprocess(self, raw: dict[str, Tensor], nms: bool = True) -> list[dict[str, Tensor]]:
         """Decode, drop zero scores and (optionally) apply class-aware NMS; per-image dicts."""
-        boxes, scores, labels = self.decode(raw)
-        results = []
-        for b, s, lab in zip(boxes, scores, labels):
-            keep = s > 0
-            b, s, lab = b[keep], s[keep], lab[keep]
-            if nms and len(s):
-                order = batched_nms(b, s, lab, self.nms_iou)
-                b, s, lab = b[order], s[order], lab[order]
-            results.append({"boxes": b, "scores": s, "labels": lab})
-        return results
+        return kept_detections(*self.decode(raw), self.nms_iou, nms=nms)
 
     def score_maps(self, raw: dict[str, Tensor]) -> Tensor:
         """Class probabilities ``sigmoid(cls)`` of the finest level ("what the detector sees").

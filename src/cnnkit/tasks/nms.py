@@ -79,6 +79,26 @@ def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: f
     return order[keep]
 
 
+def kept_detections(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, *,
+                    nms: bool = True) -> list[dict[str, Tensor]]:
+    """A detector's padded top-D decode -> per-image detections: zero scores dropped, then
+    (optionally) class-aware NMS.
+
+    Shape:
+        boxes (N, D, 4), scores (N, D), labels (N, D) -> N dicts of boxes (M, 4), scores (M,),
+        labels (M,), highest score first after NMS.
+    """
+    results = []
+    for b, s, lab in zip(boxes, scores, labels):
+        keep = s > 0
+        b, s, lab = b[keep], s[keep], lab[keep]
+        if nms and len(s):
+            order = batched_nms(b, s, lab, iou_threshold)
+            b, s, lab = b[order], s[order], lab[order]
+        results.append({"boxes": b, "scores": s, "labels": lab})
+    return results
+
+
 def nms_reference(boxes, scores, classes, iou_threshold: float) -> list[int]:
     """Plain-Python greedy class-aware NMS, written for clarity; the tests compare against it.
 
