@@ -15,12 +15,17 @@ READ_TIMEOUT_S = 0.5
 
 def _trickle_until_answered(port: int, path: str, content_type: str, prefix: bytes = b"",
                             byte: bytes = b"{") -> bytes:
-    """Send headers announcing a 100 kB body and ``prefix``, then one ``byte`` per 20 ms until
-    the server answers (or 20 s pass); return everything the server sent."""
+    """Send headers announcing a 100 kB body and ``prefix``, then one ``byte`` per 20 ms for
+    most of the server's read timeout (or until it answers); then wait for its answer (20 s at
+    most) and return everything the server sent.
+
+    The trickle stops before the deadline: a byte sent after the server has answered and closed
+    makes its kernel reset the connection, which can discard the answer before it is read.
+    """
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
         sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}"
                      "\r\nContent-Length: 100000\r\n\r\n".encode() + prefix)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 0.6 * READ_TIMEOUT_S
         while time.monotonic() < deadline:
             readable, _, _ = select.select([sock], [], [], 0.02)  # the trickle's pace
             if readable:
