@@ -6,6 +6,17 @@ import json
 from pathlib import Path
 
 
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """``--data``, ``--data-dir``, ``--image-root``, ``--split``: the data a run is judged on
+    (``cnnkit evaluate``, ``cnnkit report``)."""
+    p.add_argument("--data", help="dataset to evaluate on (default: the run's own --data)")
+    p.add_argument("--data-dir", help="where named datasets are looked up")
+    p.add_argument("--image-root", help="COCO data: the folder its file names are relative to "
+                                        "(default: the run's, else the JSON's folder)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="which split to evaluate (default: test)")
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate", allow_abbrev=False, help="evaluate a trained run on a dataset",
@@ -15,12 +26,7 @@ def add_parser(subparsers) -> None:
                     "per_class_iou (and an IoU bar chart); detection: COCO map, map50, map75, "
                     "per_class_ap, recall (pycocotools) and voc_map50.")
     p.add_argument("run", metavar="RUN", help="run folder written by cnnkit train")
-    p.add_argument("--data", help="dataset to evaluate on (default: the run's own --data)")
-    p.add_argument("--data-dir", help="where named datasets are looked up")
-    p.add_argument("--image-root", help="COCO data: the folder its file names are relative to "
-                                        "(default: the run's, else the JSON's folder)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"),
-                   help="which split to evaluate (default: test)")
+    add_data_options(p)
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
     p.add_argument("--png", metavar="FILE",

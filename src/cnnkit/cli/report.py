@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cnnkit.cli.evaluate import add_data_options
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -14,12 +16,7 @@ def add_parser(subparsers) -> None:
                     "runs show their task's metrics and true vs predicted boxes or masks.")
     p.add_argument("run", metavar="RUN", help="run folder written by cnnkit train")
     p.add_argument("--out", metavar="PATH", help="the page to write (default: RUN/report.html)")
-    p.add_argument("--data", help="dataset to evaluate on (default: the run's own --data)")
-    p.add_argument("--data-dir", help="where named datasets are looked up")
-    p.add_argument("--image-root", help="COCO data: the folder its file names are relative to "
-                                        "(default: the run's, else the JSON's folder)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"),
-                   help="which split to evaluate (default: test)")
+    add_data_options(p)
     p.set_defaults(func=run)
 
 
