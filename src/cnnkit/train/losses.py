@@ -89,6 +89,12 @@ class CrossEntropyLoss(nn.Module):
         return -(t * log_p * w).sum() / sample_w.sum()
 
 
+def _squared_errors(output: torch.Tensor, target: torch.Tensor, from_probs: bool) -> torch.Tensor:
+    """(t_k − y_k)² per image and class on the softmax outputs: (N, K)."""
+    p = _probs(output.float(), from_probs)
+    return (_one_hot(target, p.shape[1], p.dtype) - p) ** 2
+
+
 class SquaredErrorLoss(nn.Module):
     """The tutorials' squared error E = ½ Σ_k (t_k − y_k)² on softmax outputs, averaged over N.
 
@@ -108,9 +114,7 @@ class SquaredErrorLoss(nn.Module):
         self.from_probs = from_probs
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        p = _probs(output.float(), self.from_probs)
-        t = _one_hot(target, p.shape[1], p.dtype)
-        return 0.5 * ((t - p) ** 2).sum(dim=1).mean()
+        return 0.5 * _squared_errors(output, target, self.from_probs).sum(dim=1).mean()
 
 
 class MeanSquaredErrorLoss(nn.Module):
@@ -135,9 +139,7 @@ class MeanSquaredErrorLoss(nn.Module):
         self.from_probs = from_probs
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        p = _probs(output.float(), self.from_probs)
-        t = _one_hot(target, p.shape[1], p.dtype)
-        return ((t - p) ** 2).mean()
+        return _squared_errors(output, target, self.from_probs).mean()
 
 
 class BinaryCrossEntropyLoss(nn.Module):
