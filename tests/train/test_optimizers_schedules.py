@@ -84,3 +84,49 @@ def test_schedule_errors():
         build_schedule("cosin", opt, total_steps=10)
     with pytest.raises(ValueError, match=r"warmup_steps must be in \[0, total_steps=10\]"):
         build_schedule("cosine", opt, total_steps=10, warmup_steps=11)
+
+
+# Keras 3's documented defaults (keras.io/api/optimizers), written out by hand.
+KERAS_3 = {"sgd": {"lr": 0.01}, "adam": {"lr": 1e-3, "eps": 1e-7},
+           "adamw": {"lr": 1e-3, "eps": 1e-7, "weight_decay": 0.004},
+           "rmsprop": {"lr": 1e-3, "eps": 1e-7, "alpha": 0.9},
+           "adadelta": {"lr": 1e-3, "eps": 1e-7, "rho": 0.95}}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_3))
+def test_keras_defaults_are_keras_3s_and_plain_defaults_stay_pytorchs(name):
+    params = [nn.Parameter(torch.zeros(1))]
+    keras_group = build_optimizer(name, params, keras_defaults=True).param_groups[0]
+    assert {k: keras_group[k] for k in KERAS_3[name]} == KERAS_3[name]
+    plain_group = build_optimizer(name, params).param_groups[0]  # cnnkit train's: PyTorch's
+    torch_defaults = OPTIMIZER_CLASSES[name]([nn.Parameter(torch.zeros(1))]).defaults
+    for key in set(KERAS_3[name]) - {"lr", "weight_decay"}:
+        assert plain_group[key] == torch_defaults[key] != KERAS_3[name][key]
+
+
+def test_given_lr_and_weight_decay_win_over_keras_defaults():
+    group = build_optimizer("adamw", [nn.Parameter(torch.zeros(1))], lr=0.3, weight_decay=0.1,
+                            keras_defaults=True).param_groups[0]
+    assert (group["lr"], group["weight_decay"], group["eps"]) == (0.3, 0.1, 1e-7)
+
+
+def test_keras_rmsprop_step_is_keras_formula():
+    """One RMSprop step from zero state: v = (1 - rho) g², w -= lr g / (sqrt(v) + eps)."""
+    w = nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = build_optimizer("rmsprop", [w], keras_defaults=True)
+    (3 * w).sum().backward()  # g = 3 everywhere
+    opt.step()
+    expected = torch.tensor([1.0, -2.0]) - 1e-3 * 3 / (math.sqrt(0.1 * 9) + 1e-7)
+    torch.testing.assert_close(w.detach(), expected)
+
+
+def test_the_keras_surface_builds_named_optimizers_with_keras_defaults():
+    from cnnkit.keras import layers
+    from cnnkit.keras.models import Sequential
+
+    model = Sequential([layers.Input((4, 4, 1)), layers.Flatten(), layers.Dense(2)])
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    model.fit(torch.rand(8, 4, 4, 1), torch.randint(0, 2, (8,)), epochs=1, batch_size=4,
+              verbose=0)
+    group = model._compiled().built_optimizer.param_groups[0]
+    assert (group["alpha"], group["eps"], group["lr"]) == (0.9, 1e-7, 1e-3)

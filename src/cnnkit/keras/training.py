@@ -84,8 +84,9 @@ class KerasModelMixin:
         """Choose the optimizer, the loss and the metrics (Keras names).
 
         Args:
-            optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adadelta"`` (Keras'
-                default learning rates), a ``torch.optim.Optimizer`` already built on this
+            optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adadelta"`` with Keras 3's
+                defaults (learning rates, epsilon 1e-7, RMSprop's rho 0.9: see
+                ``cnnkit.train.optimizers.KERAS_DEFAULTS``), a ``torch.optim.Optimizer`` already built on this
                 model's parameters, or a factory ``params -> Optimizer``.
             loss: ``"categorical_crossentropy"`` (one-hot labels),
                 ``"sparse_categorical_crossentropy"`` (integer labels), ``"mse"``/
@@ -190,7 +191,7 @@ class KerasModelMixin:
         if compiled.built_optimizer is None:
             opt = compiled.optimizer
             if isinstance(opt, str):
-                opt = build_optimizer(opt, self.parameters())
+                opt = build_optimizer(opt, self.parameters(), keras_defaults=True)
                 use_fused_optimizer(opt)  # same update, one pass over memory
             elif not isinstance(opt, torch.optim.Optimizer):
                 opt = opt(self.parameters())

@@ -17,8 +17,21 @@ OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
     "adadelta": torch.optim.Adadelta,
 }
 
-# Keras' default learning rates, used when ``lr`` is None (Keras' ``optimizer="adam"``).
+# Default learning rates, used when ``lr`` is None: Keras' (``optimizer="adam"``), except
+# Adadelta's 1.0, PyTorch's and the PyTorch MNIST example's (Keras 3 uses 1e-3).
 DEFAULT_LR = {"sgd": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adadelta": 1.0}
+
+# What Keras 3's optimizers default to where PyTorch's differ (keras.optimizers.*.__init__):
+# epsilon 1e-7 (PyTorch 1e-8), RMSprop's rho 0.9 (PyTorch's alpha 0.99), Adadelta's learning
+# rate 1e-3 (PyTorch 1.0) and AdamW's weight decay 0.004 (PyTorch 0.01). The Keras surface
+# (cnnkit.keras) builds its optimizers by name with these, so a Keras listing trains as in Keras.
+KERAS_DEFAULTS = {
+    "sgd": {},
+    "adam": {"eps": 1e-7},
+    "adamw": {"eps": 1e-7, "weight_decay": 0.004},
+    "rmsprop": {"eps": 1e-7, "alpha": 0.9},
+    "adadelta": {"eps": 1e-7, "rho": 0.95, "lr": 1e-3},
+}
 
 
 def trainable_param_groups(params: Iterable) -> list[dict]:
@@ -49,7 +62,8 @@ def trainable_param_groups(params: Iterable) -> list[dict]:
 
 def build_optimizer(name: str, params: Iterable, *, lr: float | None = None,
                     momentum: float = 0.0, nesterov: bool = False,
-                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
+                    weight_decay: float = 0.0, keras_defaults: bool = False
+                    ) -> torch.optim.Optimizer:
     """Create a PyTorch optimizer from its name.
 
     Args:
@@ -61,6 +75,9 @@ def build_optimizer(name: str, params: Iterable, *, lr: float | None = None,
         momentum: SGD and RMSprop only (ignored by the Adam family, which has its own betas).
         nesterov: SGD only; needs ``momentum > 0``.
         weight_decay: L2 penalty (decoupled weight decay for AdamW).
+        keras_defaults: take Keras 3's defaults where they differ from PyTorch's
+            (:data:`KERAS_DEFAULTS`: epsilon 1e-7, RMSprop rho 0.9, Adadelta lr 1e-3, AdamW
+            weight decay 0.004); ``lr`` and a non-zero ``weight_decay`` still win.
 
     Raises:
         ValueError: unknown name (with a suggestion), negative values, Nesterov without
@@ -80,7 +97,10 @@ def build_optimizer(name: str, params: Iterable, *, lr: float | None = None,
         fix = f"; did you mean {hint[0]!r}?" if hint else ""
         raise ValueError(f"unknown optimizer {name!r}{fix} "
                          f"(valid: {', '.join(OPTIMIZER_CLASSES)})")
-    lr = DEFAULT_LR[key] if lr is None else lr
+    keras = KERAS_DEFAULTS[key] if keras_defaults else {}
+    lr = keras.get("lr", DEFAULT_LR[key]) if lr is None else lr
+    weight_decay = weight_decay or keras.get("weight_decay", 0.0)
+    extra = {k: v for k, v in keras.items() if k not in ("lr", "weight_decay")}  # eps, alpha, rho
     for arg, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
         if value < 0:
             raise ValueError(f"{arg} must be >= 0, got {value!r}")
@@ -92,5 +112,5 @@ def build_optimizer(name: str, params: Iterable, *, lr: float | None = None,
     if key == "sgd":
         return cls(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     if key == "rmsprop":
-        return cls(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    return cls(params, lr=lr, weight_decay=weight_decay)
+        return cls(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **extra)
+    return cls(params, lr=lr, weight_decay=weight_decay, **extra)
