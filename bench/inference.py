@@ -12,7 +12,11 @@ times, alternately in one process, the same graph in two runtimes:
 * ``eager``: the exported module (``cnnkit.export.wrapper.export_module``: preprocessing, the
   network and the decoding) called in PyTorch under ``torch.inference_mode``;
 * ``onnxruntime``: the ``.onnx`` file in an onnxruntime CPU session with the same thread count
-  (``cnnkit.export.onnx.onnx_session``, spinning off as ``cnnkit serve`` uses it).
+  (``cnnkit.export.onnx.onnx_session``, spinning off as ``cnnkit serve`` uses it);
+* ``cnnkit predict``: what ``cnnkit predict`` / ``cnnkit serve`` run per batch of decoded
+  images, with the backend ``--backend auto`` chooses (``cnnkit.export.runtime.use_backend``):
+  ``LoadedModel.predict_proba`` of a classifier, ``predict_task_images`` of a task run (the
+  decoded graph plus the post-step: boxes scaled back, masks, NMS).
 
 Per batch size it reports images/s (median over the repeats), and at batch 1 also the p50 and
 p99 latency of single-image calls (over all repeats' calls). Detection timings stop at the
@@ -37,9 +41,11 @@ import torch
 
 from bench._common import machine_note, print_table
 from cnnkit.export.onnx import export_onnx, onnx_session
+from cnnkit.export.runtime import use_backend
 from cnnkit.export.wrapper import export_module
 from cnnkit.models import Sequential, create
 from cnnkit.run.folder import LoadedModel
+from cnnkit.run.task_predict import predict_task_images
 from cnnkit.tasks.build import HEADS, task_model
 from cnnkit.tasks.nms import batched_nms
 from cnnkit.train.recipes import MNIST_DETECT_BACKBONE, MNIST_SEGMENT_BACKBONE
@@ -88,7 +94,7 @@ def _calls(fn, batch: np.ndarray, seconds: float, min_calls: int) -> list[float]
 
 
 def measure(name: str, batches: list[int], repeats: int, seconds: float) -> list[dict]:
-    """Time eager vs onnxruntime for one model; one result dict per (runtime, batch)."""
+    """Time eager, onnxruntime and cnnkit predict for one model; a dict per (runtime, batch)."""
     loaded = build(name)
     module, outputs = export_module(loaded)
     threads = torch.get_num_threads()
@@ -96,6 +102,7 @@ def measure(name: str, batches: list[int], repeats: int, seconds: float) -> list
         path = export_onnx(loaded, Path(tmp) / f"{name}.onnx")
         session = onnx_session(path, threads=threads)
         input_name = session.get_inputs()[0].name
+        predictor = use_backend(build(name), "auto", cache_dir=Path(tmp) / "cache")
 
         def eager(x: np.ndarray):
             with torch.inference_mode():
@@ -104,7 +111,13 @@ def measure(name: str, batches: list[int], repeats: int, seconds: float) -> list
         def ort(x: np.ndarray):
             return session.run(None, {input_name: x})
 
-        runtimes = {"eager": eager, "onnxruntime": ort}
+        def cnnkit_predict(x: np.ndarray):
+            pixels = torch.from_numpy(x)  # (N, C, H, W) uint8
+            if predictor.task == "classify":
+                return predictor.predict_proba(pixels, batch_size=256)
+            return predict_task_images(predictor, list(pixels), batch_size=256)
+
+        runtimes = {"eager": eager, "onnxruntime": ort, "cnnkit predict": cnnkit_predict}
         rng = np.random.default_rng(0)
         rows = []
         for batch in batches:
@@ -164,16 +177,19 @@ def main(argv=None) -> None:
     for name in names:
         for batch in batches:
             pair = {r["runtime"]: r for r in results if r["model"] == name and r["batch"] == batch}
-            e, o = pair["eager"], pair["onnxruntime"]
-            lat = (f"{e['p50_ms']:.2f} / {e['p99_ms']:.2f}" if batch == 1 else "",
-                   f"{o['p50_ms']:.2f} / {o['p99_ms']:.2f}" if batch == 1 else "")
+            e, o, c = pair["eager"], pair["onnxruntime"], pair["cnnkit predict"]
+            lat = [f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}" if batch == 1 else ""
+                   for r in (e, o, c)]
+            best = max(e["images_per_s"], o["images_per_s"])
             rows.append([name, batch, f"{e['images_per_s']:.0f}", f"{o['images_per_s']:.0f}",
-                         f"{o['images_per_s'] / e['images_per_s']:.2f}", lat[0], lat[1],
+                         f"{o['images_per_s'] / e['images_per_s']:.2f}",
+                         f"{c['images_per_s']:.0f}", f"{c['images_per_s'] / best:.2f}", *lat,
                          f"{e['nms_ms']:.2f}" if "nms_ms" in e else ""])
     print_table(f"Inference, images/s (median of {args.repeats} alternating rounds; "
                 f"{torch.get_num_threads()} threads each)",
                 ["model", "batch", "eager img/s", "onnxruntime img/s", "ort / eager",
-                 "eager p50 / p99 ms", "ort p50 / p99 ms", "NMS ms/image"], rows)
+                 "cnnkit predict img/s", "predict / best", "eager p50 / p99 ms",
+                 "ort p50 / p99 ms", "predict p50 / p99 ms", "NMS ms/image"], rows)
 
 
 if __name__ == "__main__":

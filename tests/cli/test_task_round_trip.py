@@ -228,12 +228,42 @@ def test_predict_json_per_task(task_run):
             assert sum(item["areas"].values()) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("flags", [["--csv"], ["--tta"], ["--backend", "onnxruntime"]])
+@pytest.mark.parametrize("flags", [["--csv"], ["--tta"]])
 def test_classifier_only_predict_flags_on_a_task_run_exit_2(task_run, flags):
     code, out, err = cli("predict", task_run.run, *task_run.test_images(1), *flags)
     assert code == 2 and out == ""
     assert f"{' '.join(flags)} is for classifiers; this run does {task_run.task}" in err
     assert "Traceback" not in err
+
+
+def test_predict_gives_the_same_answers_in_torch_and_onnxruntime(task_run):
+    images = task_run.test_images()
+    outputs = {}
+    for backend in ("torch", "onnxruntime"):
+        code, out, err = cli("predict", task_run.run, *images, "--json", "--backend", backend)
+        assert code == 0, err
+        outputs[backend] = json.loads(out) if task_run.task == "detect" else \
+            [json.loads(line) for line in out.splitlines()]
+    torch_rows, ort_rows = outputs["torch"], outputs["onnxruntime"]
+    assert len(torch_rows) == len(ort_rows) > 0
+    if task_run.task == "detect":  # equal scores may come in either order: match each row
+        for want in torch_rows:
+            assert any(got["image_id"] == want["image_id"]
+                       and got["category_id"] == want["category_id"]
+                       and got["score"] == pytest.approx(want["score"], abs=1e-4)
+                       and got["bbox"] == pytest.approx(want["bbox"], abs=0.02)
+                       for got in ort_rows), want
+        return
+    for want, got in zip(torch_rows, ort_rows):
+        assert set(want) == set(got)
+        for key, value in want.items():
+            if isinstance(value, (list, float)):
+                assert got[key] == pytest.approx(value, abs=0.02), key
+            elif isinstance(value, dict):  # segmentation class areas
+                assert got[key].keys() == value.keys()
+                assert list(got[key].values()) == pytest.approx(list(value.values()), abs=2e-3)
+            else:
+                assert got[key] == value, key
 
 
 def test_export_succeeds_and_is_verified(task_run):

@@ -13,6 +13,7 @@ from cnnkit import cli
 from cnnkit import run as rf
 from cnnkit.export import (ExportError, export_onnx, export_torchscript, onnx_session,
                            read_onnx_metadata, use_backend, verify_onnx)
+from cnnkit.export.runtime import OnnxTaskForward
 from cnnkit.export.verify import check_detections, check_mask_agreement
 from cnnkit.export.wrapper import TASK_OUTPUTS
 from cnnkit.run.task_predict import predict_task_images
@@ -165,13 +166,17 @@ def test_mask_agreement_and_detection_checks_fail_on_real_differences():
                          what="d")
 
 
-def test_task_runs_predict_in_torch_and_refuse_onnxruntime(tmp_path):
+def test_task_runs_predict_through_onnxruntime_with_torchs_answers(tmp_path):
     run = write_task_run(tmp_path / "run", "segment")
     loaded = use_backend(rf.load_run(run), "auto", cache_dir=run / ".cache")
-    assert loaded.backend == "torch" and loaded.forward is None
-    assert not (run / ".cache").exists()
-    with pytest.raises(ValueError, match="backend='onnxruntime' cannot be used: the run's model "
-                                         "does 'segment'.*cnnkit export RUN"):
-        use_backend(rf.load_run(run), "onnxruntime")
+    assert loaded.backend == "onnxruntime" and isinstance(loaded.forward, OnnxTaskForward)
+    assert len(list((run / ".cache").glob("onnx-*.onnx"))) == 1
+    images = [_pixels(1, seed=4)[0], torch.from_numpy(np.random.default_rng(4).integers(
+        0, 256, (1, 41, 23), dtype=np.uint8))]
+    eager = predict_task_images(rf.load_run(run), images)
+    for got, want in zip(predict_task_images(loaded, images), eager):
+        assert got["mask"].shape == want["mask"].shape
+        assert (got["mask"] == want["mask"]).float().mean() >= 0.999
+    assert use_backend(rf.load_run(run), "onnxruntime").backend == "onnxruntime"
     with pytest.raises(ValueError, match="format='onnx'"):
         export_torchscript(run, tmp_path / "m.pt")

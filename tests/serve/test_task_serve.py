@@ -119,16 +119,27 @@ def test_bad_uploads_and_features_are_clear_4xx(served):
 def test_model_info_names_the_task_and_the_page_handles_it(served):
     task, _, client = served
     info = client.get("/model").json()
-    assert info["task"] == task and info["backend"] == "torch"
+    # "auto": the run's in-graph-decoding ONNX export in onnxruntime (the test extra has it)
+    assert info["task"] == task and info["backend"] == "onnxruntime"
     assert info["class_names"] == CLASSES[task]
     script = client.get("/static/app.js").text
     assert "renderTask" in script and "overlay_png" in script and "detections" in script
 
 
-def test_onnxruntime_backend_on_a_task_run_is_a_clear_error(tmp_path):
-    run = write_task_run(tmp_path / "run", "localize")
-    with pytest.raises(ValueError, match="does 'localize'.*cnnkit export RUN"):
-        create_app(run, ServeConfig(backend="onnxruntime"))
+@pytest.mark.parametrize("task", ["localize", "segment", "detect"])
+def test_torch_and_onnxruntime_backends_answer_alike(tmp_path, task):
+    run = write_task_run(tmp_path / "run", task)
+    image = _image(37, 45, seed=3)
+    answers = {}
+    for backend in ("torch", "onnxruntime"):
+        with TestClient(create_app(run, ServeConfig(backend=backend))) as client:
+            assert client.get("/model").json()["backend"] == backend
+            response = client.post("/predict", files={"file": ("x.png", _png(image),
+                                                                "image/png")})
+            assert response.status_code == 200, response.text
+            answers[backend] = response.json()
+        _check_result(task, run, image, answers[backend])  # each equals cnnkit predict's
+    assert answers["torch"].keys() == answers["onnxruntime"].keys()
 
 
 @pytest.fixture(scope="module")

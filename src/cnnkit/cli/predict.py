@@ -54,13 +54,16 @@ def run(args: argparse.Namespace) -> int:
     check_positive_int(args.batch_size, "--batch-size")
     files = expand_inputs(args.inputs)
     loaded = load_run(args.run)
-    if loaded.task != "classify":
-        return _predict_task(args, loaded, files)
-    if args.out:
+    if loaded.task != "classify" and (args.csv or args.tta):
+        given = "--csv" if args.csv else "--tta"
+        raise ValueError(f"{given} is for classifiers; this run does {loaded.task}: drop it")
+    if loaded.task == "classify" and args.out:
         raise ValueError("--out writes masks and boxes of segmentation, localisation and "
                          f"detection runs; {args.run} is a classifier: drop --out")
     loaded = use_backend(loaded, args.backend, cache_dir=Path(args.run) / CACHE_DIR,
                          export=len(files) >= AUTO_EXPORT_MIN_IMAGES)
+    if loaded.task != "classify":
+        return _predict_task(args, loaded, files)
     results = predict_files(loaded, files, top=args.top, batch_size=args.batch_size,
                             tta=args.tta)
     if args.json:
@@ -84,9 +87,6 @@ def _predict_task(args: argparse.Namespace, loaded, files) -> int:
     # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.run.task_predict import predict_task_files
 
-    if args.csv or args.tta or args.backend == "onnxruntime":
-        given = "--csv" if args.csv else "--tta" if args.tta else "--backend onnxruntime"
-        raise ValueError(f"{given} is for classifiers; this run does {loaded.task}: drop it")
     results = predict_task_files(loaded, files, batch_size=min(args.batch_size, 64))
     if args.out:
         _write_pictures(loaded, results, Path(args.out))

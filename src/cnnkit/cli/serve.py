@@ -39,8 +39,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
                    help="what runs /predict: onnxruntime (the run's verified ONNX export, cached "
                         "in RUN/.cache), torch, or auto (default: onnxruntime where it is "
-                        "installed and the export verifies, else torch; task runs always "
-                        "use torch)")
+                        "installed and the export verifies, else torch; for every task)")
     p.set_defaults(func=run)
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from cnnkit._checks import parse_input_shape, standardize_tuple
 from cnnkit.inspect.field_arithmetic import (Field, Pair, Window, adaptive_window, combine,
@@ -116,7 +116,7 @@ def _bind(node: fx.Node, names: Sequence[str], defaults: dict) -> dict:
 
 
 def _meta_shape(node) -> tuple[int, ...] | None:
-    """Full (batched) shape fx's ShapeProp recorded for a node, or None for non-tensors."""
+    """Full (batched) shape :class:`_ShapeRecorder` recorded for a node, or None for non-tensors."""
     meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
     if not hasattr(meta, "shape") and isinstance(meta, (tuple, list)):  # (values, indices)
         meta = meta[0] if meta else None
@@ -231,10 +231,33 @@ def _op_name(target) -> str:
     return target if isinstance(target, str) else getattr(target, "__name__", str(target))
 
 
+class _Shape(NamedTuple):
+    shape: torch.Size
+
+
+class _ShapeRecorder(fx.Interpreter):
+    """Runs the graph and stores each tensor result's shape in ``node.meta["tensor_meta"]``.
+
+    What fx's ``ShapeProp`` records for :func:`_meta_shape`, without its fake-tensor machinery:
+    ``ShapeProp.run_node`` imports ``torch.fx.experimental.symbolic_shapes`` (and sympy) on its
+    first node, 0.7 s of the 2.4 s that ``cnnkit serve`` took to start (bench/startup.py).
+    """
+
+    def run_node(self, n: fx.Node):
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            n.meta["tensor_meta"] = _Shape(result.shape)
+        elif isinstance(result, (tuple, list)) and any(isinstance(r, torch.Tensor)
+                                                       for r in result):
+            n.meta["tensor_meta"] = tuple(_Shape(r.shape) if isinstance(r, torch.Tensor) else r
+                                          for r in result)
+        return result
+
+
 def _trace_fx(model: nn.Module, x: torch.Tensor) -> list[LayerTrace]:
     graph = _run_eval(model, lambda: LeafTracer(x).trace(model))
     gm = graph_module(model, graph)
-    _run_eval(model, lambda: ShapeProp(gm).propagate(x))
+    _run_eval(model, lambda: _ShapeRecorder(gm).run(x))
     modules = dict(model.named_modules())
     calls: dict[str, int] = {}
     image_field = Field((1, 1), (1, 1), (0, 0)) if x.dim() == 4 else None
