@@ -23,10 +23,13 @@ def test_startup_bench_times_every_command_against_import_torch(run_dir, capsys)
     for name, cells in rows.items():
         median, low, high = (float(c) for c in cells[:3])
         assert 0 < low <= median <= high
-        assert cells[3] == f"{median / floor:.2f}x"
+        ratio = float(cells[3].rstrip("x"))  # from the unrounded seconds: rounding may differ
+        assert ratio == pytest.approx(median / floor, abs=0.011)
         target = startup.TARGETS.get(name)
-        assert cells[4] == ("" if target is None else
-                            f"<= {target}x {'met' if median / floor <= target else 'missed'}")
+        if target is None:
+            assert cells[4] == ""
+        elif abs(ratio - target) > 0.011:
+            assert cells[4] == f"<= {target}x {'met' if ratio <= target else 'missed'}"
 
 
 def test_a_serve_that_cannot_start_is_an_error_with_its_message(tmp_path):
