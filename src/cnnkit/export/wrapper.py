@@ -20,15 +20,11 @@ import torch
 from torch import nn
 
 from cnnkit.run.folder import LoadedModel, load_run
+from cnnkit.tasks.decoded import DECODED_OUTPUTS, decode_outputs
 
 INPUT_DTYPES = ("uint8", "float32")
 # The named outputs of an exported graph, per task, in the order the wrapper returns them.
-TASK_OUTPUTS = {
-    "classify": ("logits",),
-    "localize": ("probabilities", "boxes"),
-    "segment": ("logits", "mask"),
-    "detect": ("boxes", "scores", "labels"),
-}
+TASK_OUTPUTS = {"classify": ("logits",), **DECODED_OUTPUTS}
 
 
 def resolve_loaded(run_or_loaded) -> LoadedModel:
@@ -98,8 +94,9 @@ class PreprocessedModel(nn.Module):
 class TaskOutputs(nn.Module):
     """Pixels -> normalisation -> a task model -> its decoded outputs, all in one graph.
 
-    The decoding is the task model's own (in-graph torch ops), so an exported file gives what
-    ``cnnkit predict`` gives at the run's input size:
+    The decoding is ``cnnkit.tasks.decoded.decode_outputs`` (in-graph torch ops), the one that
+    ``cnnkit predict`` runs in PyTorch, so an exported file gives what it gives at the run's
+    input size:
 
     * localize: ``softmax(logits)`` and ``LocalizationModel.decode`` (pixel xyxy, clipped);
     * segment: the logits and their per-pixel argmax (int64 class indices);
@@ -143,14 +140,9 @@ class TaskOutputs(nn.Module):
         return self.preprocessed.input_dtype
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        output = self.preprocessed(x)
-        network = self.preprocessed.network
-        if self.task == "localize":
-            probabilities = torch.softmax(output["logits"], dim=1)  # (N, K)
-            return probabilities, network.decode(output, self.size)  # (N, 4) pixels
-        if self.task == "segment":
-            return output, output.argmax(dim=1)  # (N, K, H, W), (N, H, W) int64
-        return network.decode(output)  # (N, D, 4), (N, D), (N, D)
+        decoded = decode_outputs(self.task, self.preprocessed.network, self.preprocessed(x),
+                                 self.size)
+        return tuple(decoded[name] for name in DECODED_OUTPUTS[self.task])
 
 
 def export_module(loaded: LoadedModel, *, input_dtype: str = "uint8",

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from cnnkit.data.folder import decode_image
 from cnnkit.data.open import convert_channels, resize_images
 from cnnkit.run.folder import LoadedModel
+from cnnkit.tasks.decoded import decode_outputs
 from cnnkit.tasks.nms import kept_detections
 
 TASKS = ("localize", "segment", "detect")
@@ -92,15 +93,8 @@ def decoded_outputs(loaded: LoadedModel, x: torch.Tensor) -> dict[str, torch.Ten
     decoded = getattr(loaded.forward, "decoded", None)
     if decoded is not None:
         return decoded(x)
-    network = loaded.model
-    output = network(x)
-    if loaded.task == "localize":
-        size = tuple(loaded.input_shape[1:])
-        return {"probabilities": torch.softmax(output["logits"], dim=1),  # (N, K)
-                "boxes": network.decode(output, size)}  # (N, 4) pixels
-    if loaded.task == "segment":
-        return {"logits": output, "mask": output.argmax(dim=1)}  # (N, K, h, w), (N, h, w)
-    return dict(zip(("boxes", "scores", "labels"), network.decode(output)))
+    return decode_outputs(loaded.task, loaded.model, loaded.model(x),
+                          tuple(loaded.input_shape[1:]))
 
 
 def _decoded_in_batches(loaded: LoadedModel, pixels: torch.Tensor,
