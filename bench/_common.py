@@ -11,6 +11,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,3 +101,9 @@ def machine_note() -> str:
     return (f"{datetime.date.today()} · {cpu}, {os.cpu_count()} cores, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads, "
             f"{torch.backends.cpu.get_cpu_capability()})")
+
+
+def cnnkit_argv() -> list[str]:
+    """The command that starts ``cnnkit`` as a user does: this venv's console script."""
+    script = Path(sys.executable).with_name("cnnkit")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cnnkit.cli"]

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench._common import machine_note, print_table
+from bench._common import cnnkit_argv, machine_note, print_table
 
 COMMANDS = {
     "default": ["--data", "mnist"],
@@ -33,14 +33,9 @@ COMMANDS = {
 }
 
 
-def _cnnkit() -> list[str]:
-    script = Path(sys.executable).with_name("cnnkit")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cnnkit.cli"]
-
-
 def run_once(flags: list[str], out: Path, epochs: int, extra: list[str]) -> dict:
     """One ``cnnkit train`` process; its images/s, test accuracy and first output line."""
-    argv = [*_cnnkit(), "train", *flags, "--epochs", str(epochs), "--out", str(out),
+    argv = [*cnnkit_argv(), "train", *flags, "--epochs", str(epochs), "--out", str(out),
             "--overwrite", "--no-tensorboard", "--no-progress", *extra]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:

@@ -29,14 +29,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bench._common import machine_note, print_table
+from bench._common import cnnkit_argv, machine_note, print_table
 
 TARGETS = {"cnnkit --help": 0.3, "cnnkit models": 0.3, "cnnkit serve (auto, cached export)": 1.5}
-
-
-def _cnnkit() -> list[str]:
-    script = Path(sys.executable).with_name("cnnkit")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cnnkit.cli"]
 
 
 def _free_port() -> int:
@@ -58,7 +53,7 @@ def time_command(argv: list[str]) -> float:
 def time_serve_ready(run: Path, backend: str, timeout: float = 120.0) -> float:
     """Seconds from spawning ``cnnkit serve RUN`` to its first 200 on ``GET /health``."""
     port = _free_port()
-    argv = [*_cnnkit(), "serve", str(run), "--port", str(port), "--backend", backend]
+    argv = [*cnnkit_argv(), "serve", str(run), "--port", str(port), "--backend", backend]
     start = time.perf_counter()
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/health"
@@ -88,7 +83,7 @@ def time_serve_ready(run: Path, backend: str, timeout: float = 120.0) -> float:
 def train_small_run(folder: Path) -> Path:
     """A 1-epoch classifier on the built-in digits, in ``folder / "run"``."""
     run = folder / "run"
-    time_command([*_cnnkit(), "train", "--epochs", "1", "--out", str(run), "--no-tensorboard"])
+    time_command([*cnnkit_argv(), "train", "--epochs", "1", "--out", str(run), "--no-tensorboard"])
     return run
 
 
@@ -96,8 +91,8 @@ def measure(run: Path, repeats: int) -> dict[str, list[float]]:
     """Alternating rounds of every contender; name -> seconds per round."""
     contenders = {
         "python -c 'import torch'": lambda: time_command([sys.executable, "-c", "import torch"]),
-        "cnnkit --help": lambda: time_command([*_cnnkit(), "--help"]),
-        "cnnkit models": lambda: time_command([*_cnnkit(), "models"]),
+        "cnnkit --help": lambda: time_command([*cnnkit_argv(), "--help"]),
+        "cnnkit models": lambda: time_command([*cnnkit_argv(), "models"]),
         "cnnkit serve (auto, cached export)": lambda: time_serve_ready(run, "auto"),
         "cnnkit serve (--backend torch)": lambda: time_serve_ready(run, "torch"),
     }
