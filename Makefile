@@ -25,10 +25,11 @@ test: .venv browser
 	$(PIP_INSTALL) -e ".[test]"
 	.venv/bin/python -m pytest -q -n 2 --dist loadgroup
 
-bench: .venv  # the six speed benchmarks of bench/RESULTS.md, one after another (~20 min on 2 cores)
+bench: .venv  # the seven speed benchmarks of bench/RESULTS.md, one after another (~30 min on 2 cores)
 	$(PIP_INSTALL) -e ".[test,bench]"
 	.venv/bin/python -m bench.tutorial_mnist
 	.venv/bin/python -m bench.time_to_99
+	.venv/bin/python -m bench.fashion_fast
 	.venv/bin/python -m bench.cifar_fast
 	.venv/bin/python -m bench.serve_load --only predict
 	.venv/bin/python -m bench.data_loader

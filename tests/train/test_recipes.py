@@ -180,3 +180,50 @@ def test_cli_trains_fashion_fast_for_one_epoch_on_tiny_data(tmp_path):
     assert saved["augment"] == "flip"
     results = json.loads((out / "results.json").read_text())
     assert results["epochs"] == 1 and 0.0 <= results["test_accuracy"] <= 1.0
+
+
+def test_evaluate_tests_a_tta_recipe_run_as_train_did(tmp_path, capsys):
+    """fashion-fast tests with flip TTA: ``cnnkit evaluate RUN`` does too, and says so."""
+    out = tmp_path / "run"
+    assert cli_main(["train", "--recipe", "fashion-fast", "--data", "digits", "--input-size",
+                     "28", "--epochs", "1", "--no-progress", "--out", str(out)]) == 0
+    trained = json.loads((out / "results.json").read_text())["test_accuracy"]
+    capsys.readouterr()
+    reports = {}
+    for flag in ([], ["--no-tta"], ["--tta"]):
+        assert cli_main(["evaluate", str(out), "--json", *flag]) == 0
+        reports[" ".join(flag)] = json.loads(capsys.readouterr().out)
+    assert reports[""]["tta"] is True and reports["--tta"]["tta"] is True
+    assert reports["--no-tta"]["tta"] is False
+    assert reports[""]["accuracy"] == pytest.approx(trained, abs=1e-6)
+    assert reports[""]["accuracy"] == reports["--tta"]["accuracy"]
+    assert cli_main(["evaluate", str(out)]) == 0
+    assert "images, with flip TTA, accuracy" in capsys.readouterr().out
+
+
+def _readme_recipe_rows() -> dict[str, list[str]]:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("| recipe | data | model | epochs | batch |", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0].count("`") == 2:  # one recipe per row (not the scene recipes' shared row)
+            rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def test_the_readme_recipe_table_says_what_each_recipe_sets():
+    rows = _readme_recipe_rows()
+    assert {"mnist-fast", "fashion-fast", "fashion-best", "keras-mnist"} <= set(rows)
+    for name, (_, data, _, epochs, batch, optimizer, other) in rows.items():
+        config = recipe_config(name)
+        assert (data.strip("`"), int(epochs), int(batch)) == (
+            config.data, config.epochs, config.batch_size), name
+        assert optimizer.split()[0].lower() == config.optimizer, name
+        lr = next(float(word.rstrip(",")) for word in optimizer.split()
+                  if word.rstrip(",").replace(".", "").replace("e-", "").isdigit())
+        assert lr == config.lr, name
+        assert ("TTA" in other) == config.tta, name
+        assert ("EMA" in other) == bool(config.ema), name

@@ -28,7 +28,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("run", metavar="RUN", help="run folder written by cnnkit train")
     add_data_options(p)
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
-    p.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with horizontally flipped images (default: as the run was "
+                        "trained, so the accuracy matches the one cnnkit train printed)")
     p.add_argument("--png", metavar="FILE",
                    help="confusion-matrix picture (default: RUN/confusion_<split>.png; "
                         "segmentation: the per-class IoU chart, RUN/iou_<split>.png)")
@@ -75,7 +77,7 @@ def _evaluate_task(args: argparse.Namespace, loaded, data: str) -> int:
     # import cost: the CLI starts in 0.2 s, importing all of cnnkit takes 6 s
     from cnnkit.run.evaluate import evaluate_task_run
 
-    if args.tta:
+    if args.tta is True:
         raise ValueError(f"--tta averages class scores over flips and is for classifiers; this "
                          f"run does {loaded.task}: drop --tta")
     image_root = args.image_root or (loaded.config.get("image_root") if not args.data else None)

@@ -33,10 +33,12 @@ class EvaluationReport:
     confusion: torch.Tensor
     classes: ClassReport
     class_names: list[str]
+    tta: bool = False  # averaged with the horizontally flipped images
 
     def to_text(self) -> str:
+        how = ", with flip TTA" if self.tta else ""
         return "\n\n".join([
-            f"{self.split}: {self.num_images} images, accuracy {self.accuracy:.4f}, "
+            f"{self.split}: {self.num_images} images{how}, accuracy {self.accuracy:.4f}, "
             f"loss {self.loss:.4f}",
             self.classes.to_table(self.class_names),
             format_confusion(self.confusion, self.class_names),
@@ -47,19 +49,23 @@ class EvaluationReport:
                 "loss": self.loss, "confusion_matrix": self.confusion.tolist(),
                 "class_names": self.class_names, "precision": self.classes.precision,
                 "recall": self.classes.recall, "f1": self.classes.f1,
-                "support": self.classes.support}
+                "support": self.classes.support, "tta": self.tta}
 
 
 def evaluate_images(loaded: LoadedModel, images: torch.Tensor, labels: torch.Tensor, *,
                     split: str = "test", batch_size: int = 256,
-                    tta: bool = False) -> EvaluationReport:
+                    tta: bool | None = None) -> EvaluationReport:
     """Evaluate ``loaded`` on uint8 images (N, C, H, W) with int64 labels (N,).
+
+    ``tta`` None: as the run was trained to be tested (its config's ``tta``), so the accuracy
+    is the one ``cnnkit train`` reported.
 
     Raises:
         ValueError: no images, or shapes that do not fit the model.
     """
     if len(images) == 0:
         raise ValueError(f"the {split} split has no images to evaluate")
+    tta = loaded.trained_with_tta if tta is None else tta
     probs = loaded.predict_proba(images, batch_size=batch_size, tta=tta)  # (N, K)
     labels = labels.long()
     nll = -torch.log(probs.gather(1, labels.unsqueeze(1)).clamp_min(1e-12))  # (N,) -> (N, 1)
@@ -67,7 +73,7 @@ def evaluate_images(loaded: LoadedModel, images: torch.Tensor, labels: torch.Ten
     cm = confusion_matrix(pred, labels, len(loaded.class_names))
     return EvaluationReport(split, len(labels), (pred == labels).float().mean().item(),
                             nll.mean().item(), cm, ClassReport.from_confusion(cm),
-                            list(loaded.class_names))
+                            list(loaded.class_names), tta)
 
 
 def split_of(splits, data: str, split: str, loaded: LoadedModel):
@@ -89,7 +95,7 @@ def split_of(splits, data: str, split: str, loaded: LoadedModel):
 
 def evaluate_run(loaded: LoadedModel, data: str, *, split: str = "test",
                  data_dir: str | None = None, batch_size: int = 256,
-                 tta: bool = False) -> EvaluationReport:
+                 tta: bool | None = None) -> EvaluationReport:
     """Open ``data`` at the run's input size and evaluate one split.
 
     The run's ``val_split`` and ``seed`` are reused, so ``split="val"`` is the same held-out

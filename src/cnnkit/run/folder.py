@@ -248,8 +248,13 @@ class LoadedModel:
             return torch.cat(parts)
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
-    def predict_proba(self, images, *, batch_size: int = 256, tta: bool = False) -> torch.Tensor:
+    def predict_proba(self, images, *, batch_size: int = 256,
+                      tta: bool | None = None) -> torch.Tensor:
         """Class probabilities for uint8 (0–255) or float (0–1) images.
+
+        ``tta``: average with the horizontally flipped images; None (the default) does what
+        the run was trained to be tested with (its config's ``tta``), so the figures match the
+        ones ``cnnkit train`` printed.
 
         Shape:
             images (N, C, H, W) or (C, H, W) -> (N, K) float32.
@@ -262,9 +267,16 @@ class LoadedModel:
             raise ValueError(f"this run's model does {self.task!r}, not classification; get its "
                              "predictions with cnnkit.run.task_predict.predict_task_images "
                              "(or cnnkit predict RUN IMAGES)")
+        if tta is None:
+            tta = self.trained_with_tta
         x = self._prepare(images)
         batches = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
         return predict_proba(self.model, batches, tta=tta, forward=self.forward)
+
+    @property
+    def trained_with_tta(self) -> bool:
+        """Whether the run's own test figures average with the flip (its config's ``tta``)."""
+        return bool(self.config.get("tta", False)) and self.task == "classify"
 
     def predict(self, images, **kwargs) -> list[str]:
         """The most probable class name of each image."""
