@@ -199,6 +199,20 @@ def test_evaluate_tests_a_tta_recipe_run_as_train_did(tmp_path, capsys):
     assert reports[""]["accuracy"] == reports["--tta"]["accuracy"]
     assert cli_main(["evaluate", str(out)]) == 0
     assert "images, with flip TTA, accuracy" in capsys.readouterr().out
+    # predict follows the run the same way: the default is the run's --tta
+    from PIL import Image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    probs = {}
+    for flag in ([], ["--no-tta"], ["--tta"]):
+        assert cli_main(["predict", str(out), *[str(tmp_path / f"{i}.png") for i in range(3)],
+                         "--json", "--top", "10", "--backend", "torch", *flag]) == 0
+        probs[" ".join(flag)] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert probs[""] == probs["--tta"]
+    assert probs[""] != probs["--no-tta"]
 
 
 def _readme_recipe_rows() -> dict[str, list[str]]:

@@ -27,7 +27,9 @@ def add_parser(subparsers) -> None:
                    help="image files, folders (searched recursively) or glob patterns")
     p.add_argument("--top", type=int, default=3, help="classes shown per image (default 3)")
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
-    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the horizontally flipped image (default: as the run was "
+                        "trained to be tested, its recipe's tta setting)")
     p.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
                    help="what runs the network: onnxruntime (the run's verified ONNX export, "
                         "made once and cached in RUN/.cache), torch, or auto (default: "
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     check_positive_int(args.batch_size, "--batch-size")
     files = expand_inputs(args.inputs)
     loaded = load_run(args.run)
-    if loaded.task != "classify" and (args.csv or args.tta):
+    if loaded.task != "classify" and (args.csv or args.tta is True):
         given = "--csv" if args.csv else "--tta"
         raise ValueError(f"{given} is for classifiers; this run does {loaded.task}: drop it")
     if loaded.task == "classify" and args.out:

@@ -43,8 +43,10 @@ def expand_inputs(inputs: Sequence[str]) -> list[Path]:
 
 
 def predict_files(loaded: LoadedModel, files: Sequence[Path], *, top: int = 3,
-                  batch_size: int = 256, tta: bool = False) -> list[dict[str, Any]]:
+                  batch_size: int = 256, tta: bool | None = None) -> list[dict[str, Any]]:
     """Classify image files in batches: ``[{"file", "predictions": [{"class", "probability"}]}]``.
+
+    ``tta`` None: as the run was trained to be tested (its config's ``tta``), as ``evaluate``.
 
     Raises:
         DataError: a file that cannot be decoded (the message names it).
