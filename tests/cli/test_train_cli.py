@@ -104,3 +104,34 @@ def test_lr_find_prints_a_suggestion(capsys):
     assert main(["lr-find", "--steps", "20", "--batch-size", "128"]) == 0
     assert "suggested lr:" in capsys.readouterr().out
     assert main(["lr-find", "--min-lr", "1", "--max-lr", "0.1"]) == 2
+
+
+def _png_folder(root, per_class=12):
+    rng = np.random.default_rng(0)
+    for label, value in (("dark", 40), ("light", 210)):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(value, 20, (16, 16)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(root / label / f"{i}.png")
+    return root
+
+
+def test_the_next_steps_hint_names_a_split_the_run_can_be_evaluated_on(tmp_path, capsys):
+    """No test split: the printed `cnnkit evaluate` line uses --split val, and that command runs."""
+    folder = _png_folder(tmp_path / "images")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--model", "conv(4,3) relu maxpool(2) fc(2)",
+                 "--epochs", "1", "--val-split", "0.25", "--out", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    hint = next(line for line in out.splitlines() if "cnnkit evaluate" in line)
+    assert "no test split" in hint
+    command = hint.split("#")[0].split()
+    assert command[:3] == ["cnnkit", "evaluate", str(run)] and command[3:] == ["--split", "val"]
+    assert main(command[1:] + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["split"] == "val"
+
+    bare = tmp_path / "bare"
+    assert main(["train", "--data", str(folder), "--model", "conv(4,3) relu maxpool(2) fc(2)",
+                 "--epochs", "1", "--val-split", "0", "--out", str(bare), "--no-progress"]) == 0
+    hint = next(line for line in capsys.readouterr().out.splitlines() if "cnnkit evaluate" in line)
+    assert "--data DIR" in hint and "no test or validation split" in hint

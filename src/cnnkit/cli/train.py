@@ -195,14 +195,26 @@ def run(args: argparse.Namespace) -> int:
     if shown:
         print("  ".join(shown + [f"test loss {res['test_loss']:.4f}"]))
     print(f"run folder: {result.out}")
-    for line in next_steps(result.out):
+    for line in next_steps(result.out, res):
         print(line)
     return 0
 
 
-def next_steps(run) -> list[str]:
-    """What to try after training, with the run folder in each command."""
-    lines = ["next:", f"  cnnkit evaluate {run}          # test metrics, per-class table",
+def next_steps(run, results: dict | None = None) -> list[str]:
+    """What to try after training, with the run folder in each command.
+
+    ``results`` (results.json's content) says which split ``cnnkit evaluate`` can test: the
+    test split when training tested one, else the validation split, else other data.
+    """
+    results = results or {}
+    if "test_loss" in results or not results:
+        evaluate = f"  cnnkit evaluate {run}          # test metrics, per-class table"
+    elif "val_loss" in results:
+        evaluate = f"  cnnkit evaluate {run} --split val   # validation metrics (no test split)"
+    else:
+        evaluate = (f"  cnnkit evaluate {run} --data DIR   # metrics on other labelled images "
+                    "(no test or validation split)")
+    lines = ["next:", evaluate,
              f"  cnnkit show curves {run}       # loss / accuracy / lr per epoch",
              f"  cnnkit serve {run}             # a web page to try the model on images"]
     if (Path(run) / "tensorboard").is_dir():
