@@ -25,7 +25,7 @@ test: .venv browser
 	$(PIP_INSTALL) -e ".[test]"
 	.venv/bin/python -m pytest -q -n 2 --dist loadgroup
 
-bench: .venv  # the seven speed benchmarks of bench/RESULTS.md, one after another (~30 min on 2 cores)
+bench: .venv  # the seven speed benchmarks of bench/RESULTS.md, one after another (~45 min on 2 cores; bench.fashion_fast alone ~28)
 	$(PIP_INSTALL) -e ".[test,bench]"
 	.venv/bin/python -m bench.tutorial_mnist
 	.venv/bin/python -m bench.time_to_99

@@ -130,3 +130,27 @@ def test_the_keras_surface_builds_named_optimizers_with_keras_defaults():
               verbose=0)
     group = model._compiled().built_optimizer.param_groups[0]
     assert (group["alpha"], group["eps"], group["lr"]) == (0.9, 1e-7, 1e-3)
+
+
+def test_onecycle_says_warmup_epochs_is_not_used(caplog):
+    """onecycle has its own ramp: a warmup_epochs beside it is named as unused, once."""
+    from cnnkit.data.dataset import ImageData
+    from cnnkit.data.loader import InMemoryLoader
+    from cnnkit.train import Trainer, TrainConfig
+
+    torch.manual_seed(0)
+    data = ImageData(torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8),
+                     torch.randint(0, 2, (32,)), ["a", "b"])
+    loader = InMemoryLoader(data, batch_size=8, shuffle=True, seed=0)
+    for schedule, warmup, warned in (("onecycle", 0.5, True), ("onecycle", 0.0, False),
+                                     ("cosine", 0.5, False)):
+        caplog.clear()
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+        config = TrainConfig(epochs=1, lr=0.01, batch_size=8, device="cpu", schedule=schedule,
+                             warmup_epochs=warmup)
+        with caplog.at_level("WARNING", logger="cnnkit"):
+            Trainer(model, config, progress=False).fit(loader)
+        said = [r.getMessage() for r in caplog.records if "warmup_epochs" in r.getMessage()]
+        assert len(said) == int(warned), (schedule, warmup, said)
+        if warned:
+            assert "warmup_epochs=0.5 is not used" in said[0] and "--schedule cosine" in said[0]

@@ -107,7 +107,8 @@ class TrainConfig:
         weight_decay: L2 penalty (decoupled for AdamW).
         schedule: ``constant``, ``step`` (×0.1 at 50% and 75% of the epochs), ``cosine`` or
             ``onecycle``.
-        warmup_epochs: linear warm-up from 0 over this many epochs (may be fractional).
+        warmup_epochs: linear warm-up from 0 over this many epochs (may be fractional); not
+            used by ``onecycle``, which ramps up over its first 30 % of steps (a warning says so).
         loss: ``cross_entropy``, ``squared_error`` (½Σ(t − softmax)²), ``mse`` (Keras' mean
             over the classes of (t − softmax)²) or ``bce``; Keras' names
             (``categorical_crossentropy``, ``mean_squared_error``, ...) are accepted and stored

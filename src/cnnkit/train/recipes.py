@@ -130,7 +130,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     _recipe("cifar10-fast", "CIFAR-10 after airbench94 (about 94% in seconds on a GPU)",
             data="cifar10", model="airbench", epochs=10, batch_size=1024, optimizer="sgd",
             lr=0.2, momentum=0.85, nesterov=True, weight_decay=5e-4, schedule="onecycle",
-            warmup_epochs=0.25, label_smoothing=0.2, augment="flip,translate(2)",
+            label_smoothing=0.2, augment="flip,translate(2)",
             val_split=0.0, ema=0.99, tta=True, precision="auto", channels_last=True),
     _recipe("mnist-localize", "mnist-localize scenes to >= 98% accuracy and mean IoU >= 0.85",
             data="mnist-localize", task="localize", model=MNIST_LOCALIZE_BACKBONE, epochs=6,

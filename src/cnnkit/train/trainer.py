@@ -44,7 +44,7 @@ from cnnkit.tasks.objective import Objective, detach
 from cnnkit.train.optimizers import build_optimizer
 from cnnkit.train.outputs import PROBS, flip_tta, output_kind, predict_proba
 from cnnkit.train.progress import LINE_INTERVAL_S, EpochProgress
-from cnnkit.train.schedules import build_schedule
+from cnnkit.train.schedules import ONECYCLE_PCT_START, build_schedule
 
 log = logging.getLogger(__name__)
 # What a user should see during a run even without --verbose (the CLI shows it at INFO):
@@ -240,6 +240,11 @@ class Trainer:
     # ------------------------------------------------------------------ one epoch
     def _build_scheduler(self, steps_per_epoch: int, epochs: int) -> None:
         warmup = round(self.config.warmup_epochs * steps_per_epoch)
+        if warmup and self.config.schedule == "onecycle":
+            log.warning("warmup_epochs=%g is not used: the onecycle schedule warms up over its "
+                        "own first %d %% of the steps; drop warmup_epochs, or use --schedule "
+                        "cosine for a separate linear warm-up", self.config.warmup_epochs,
+                        round(ONECYCLE_PCT_START * 100))
         self.scheduler = build_schedule(self.config.schedule, self.optimizer,
                                         total_steps=max(1, steps_per_epoch * epochs),
                                         warmup_steps=min(warmup, steps_per_epoch * epochs))
