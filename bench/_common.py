@@ -57,6 +57,12 @@ def median_of(results: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in results)
 
 
+def mean_std_percent(values: list[float]) -> str:
+    """Accuracies (fractions) as ``"mean ± std"`` in percent, the std over seeds with n − 1."""
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.2f} ± {100 * std:.2f}"
+
+
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
     """``(seconds, fn())`` by the wall clock."""
     start = time.perf_counter()

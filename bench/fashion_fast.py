@@ -40,7 +40,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bench._common import REPO, SHARED_DATA, cnnkit_argv, machine_note, print_table, timed
+from bench._common import (REPO, SHARED_DATA, cnnkit_argv, machine_note, mean_std_percent,
+                           print_table, timed)
 
 RECIPE = "fashion-fast"
 
@@ -156,11 +157,6 @@ def run_cnnkit(data_dir: Path, seed: int, epochs: int | None, folder: str) -> di
     return {"wall_s": seconds, "accuracy": accuracy, "train_s": train_s}
 
 
-def mean_std(values: list[float]) -> str:
-    spread = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.2f} ± {100 * spread:.2f}"
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
@@ -192,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         wall = statistics.median(r["wall_s"] for r in runs[key])
         train = statistics.median(r["train_s"] for r in runs[key])
         accs = [r["accuracy"] for r in runs[key]]
-        rows.append([label, f"{wall:.1f}", f"{train:.1f}", mean_std(accs),
+        rows.append([label, f"{wall:.1f}", f"{train:.1f}", mean_std_percent(accs),
                      f"{100 * min(accs):.2f}"])
     ratio = (statistics.median(r["wall_s"] for r in runs["cnnkit"])
              / statistics.median(r["wall_s"] for r in runs["plain"]))

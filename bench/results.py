@@ -39,7 +39,8 @@ from pathlib import Path
 
 import torch
 
-from bench._common import REPO, SHARED_DATA, load_mnist, machine_note, print_table, timed
+from bench._common import (REPO, SHARED_DATA, load_mnist, machine_note, mean_std_percent,
+                           print_table, timed)
 from bench.transfer import SPEC, accuracy, fit
 from cnnkit import Sequential
 from cnnkit.data.dataset import ImageData
@@ -125,7 +126,6 @@ def summarise(row: str, rows: list[dict], epochs: int | None) -> list[str]:
     spec = ROWS[row]
     acc = [r["accuracy"] for r in rows]
     times = [r["time_s"] for r in rows]
-    std = statistics.stdev(acc) if len(acc) > 1 else 0.0
     met = statistics.mean(acc) >= spec["target"]
     if spec["max_s"] is not None:
         met = met and max(times) <= spec["max_s"]
@@ -133,7 +133,7 @@ def summarise(row: str, rows: list[dict], epochs: int | None) -> list[str]:
         f", <= {spec['max_s'] / 60:.0f} min" if spec["max_s"] is not None else "")
     command = f"cnnkit train --recipe {spec['recipe']} --seed S" + (
         f" --epochs {epochs}" if epochs is not None else "")
-    return [spec["title"], spec["anchor"], f"{statistics.mean(acc) * 100:.2f} ± {std * 100:.2f} %",
+    return [spec["title"], spec["anchor"], f"{mean_std_percent(acc)} %",
             f"{min(acc) * 100:.2f} %", f"{statistics.mean(times):.0f} s (max {max(times):.0f})",
             str(len(rows)), target, "yes" if met else "NO", f"`{command}`"]
 
@@ -179,13 +179,10 @@ def transfer_row(seeds: int, epochs: int, pretrain_epochs: int) -> list[str]:
               f"{results['pretrained'][-1]:.4f}", flush=True)
     seconds = time.perf_counter() - start
 
-    def shown(values: list[float]) -> str:
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values) * 100:.2f} ± {std * 100:.2f} %"
-
     gain = statistics.mean(results["pretrained"]) - statistics.mean(results["scratch"])
     return [f"transfer MNIST -> Fashion-MNIST, {TRANSFER_PER_CLASS}/class",
-            f"scratch {shown(results['scratch'])}", f"pretrained {shown(results['pretrained'])}",
+            f"scratch {mean_std_percent(results['scratch'])} %",
+            f"pretrained {mean_std_percent(results['pretrained'])} %",
             f"{min(results['pretrained']) * 100:.2f} %", f"{seconds:.0f} s (all seeds)",
             str(seeds), "clear win", "yes" if gain > 0 else "NO",
             f"`python -m bench.results --only transfer` ({epochs} epochs)"]
