@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnkit.train.optimizers import OPTIMIZER_CLASSES, build_optimizer
+from cnnkit.train.device import use_fused_optimizer
+from cnnkit.train.optimizers import OPTIMIZER_CLASSES, build_optimizer, eager_optimizer_class
 from cnnkit.train.schedules import build_schedule, lr_factor
 
 
@@ -21,6 +22,84 @@ def test_every_optimizer_builds_and_reduces_a_quadratic(name):
         opt.step()
     assert isinstance(opt, OPTIMIZER_CLASSES[name])
     assert (w ** 2).sum().item() < start
+
+
+def _train_a_small_net(name, *, eager, fused=False, steps=12):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 6 * 6, 3))
+    opt = build_optimizer(name, net.parameters(), lr=0.01 if name != "adadelta" else 1.0,
+                          momentum=0.9 if name == "sgd" else 0.0, weight_decay=1e-3,
+                          eager=eager)
+    if fused:
+        assert use_fused_optimizer(opt)
+    schedule = build_schedule("onecycle" if name != "adadelta" else "cosine", opt,
+                              total_steps=steps, warmup_steps=2)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 3, (8,))
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+        schedule.step()
+    return net, opt
+
+
+@pytest.mark.parametrize("name,fused", [(n, False) for n in sorted(OPTIMIZER_CLASSES)]
+                         + [("adam", True), ("sgd", True)])
+def test_eager_optimizers_update_bit_identically_to_torchs(name, fused):
+    eager_net, eager_opt = _train_a_small_net(name, eager=True, fused=fused)
+    torch_net, torch_opt = _train_a_small_net(name, eager=False, fused=fused)
+    assert type(torch_opt) is OPTIMIZER_CLASSES[name]
+    assert type(eager_opt) is not OPTIMIZER_CLASSES[name]
+    assert isinstance(eager_opt, OPTIMIZER_CLASSES[name])
+    assert type(eager_opt).__name__ == OPTIMIZER_CLASSES[name].__name__
+    for a, b in zip(eager_net.state_dict().values(), torch_net.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not torch.equal(eager_net[0].weight, _train_a_small_net(name, eager=True,
+                                                                   steps=2)[0][0].weight)
+    # the state round-trips between the two kinds, in both directions
+    restored = _train_a_small_net(name, eager=False, steps=2)[1]
+    restored.load_state_dict(eager_opt.state_dict())
+    assert str(restored.state_dict()) == str(torch_opt.state_dict())
+
+
+def test_eager_optimizer_class_is_cached_and_keeps_the_differentiable_path():
+    assert eager_optimizer_class(torch.optim.SGD) is eager_optimizer_class(torch.optim.SGD)
+    for cls in (torch.optim.SGD, eager_optimizer_class(torch.optim.SGD)):
+        w = torch.tensor([1.0, 2.0], requires_grad=True)
+        p = w.clone()  # a non-leaf parameter, as differentiable optimizers are used
+        p.grad = torch.tensor([4.0, 6.0], requires_grad=True)
+        cls([p], lr=0.5, differentiable=True).step()  # the eager class runs torch's own step
+        assert torch.equal(p.detach(), torch.tensor([-1.0, -1.0]))
+        p.sum().backward()  # the update stayed in the autograd graph
+        assert torch.equal(p.grad.grad, torch.tensor([-0.5, -0.5]))
+
+
+def test_a_training_process_that_does_not_compile_never_imports_dynamo():
+    import subprocess
+    import sys
+    code = f"""
+import sys, torch
+from torch import nn
+from cnnkit.train.optimizers import build_optimizer
+from cnnkit.train.schedules import build_schedule
+net = nn.Linear(3, 2)
+for name in ("sgd", "adam", "adamw", "rmsprop", "adadelta"):
+    opt = build_optimizer(name, net.parameters(), lr=0.1)
+    sched = build_schedule("cosine", opt, total_steps=3)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(4, 3)).sum().backward()
+        opt.step(); sched.step()
+    opt.load_state_dict(opt.state_dict())
+print("imported" if "torch._dynamo" in sys.modules else "absent")
+opt = build_optimizer("sgd", net.parameters(), lr=0.1, eager=False)
+opt.zero_grad()
+print("imported" if "torch._dynamo" in sys.modules else "absent")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["absent", "imported"]
 
 
 def test_sgd_settings_reach_torch():

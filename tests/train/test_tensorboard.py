@@ -83,3 +83,16 @@ def test_the_setting_and_its_flags():
     assert not hasattr(parser.parse_args(["train"]), "tensorboard")  # None: the config's auto
     with pytest.raises(TypeError, match=r"tensorboard must be True, False or None .* got 'yes'"):
         TrainConfig(tensorboard="yes")
+
+
+def test_graph_def_is_torchs_graph_without_the_trace_check():
+    from torch.utils.tensorboard._pytorch_graph import graph
+
+    from cnnkit.train.tensorboard import graph_def
+    model = small_cnn().eval()
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        ours, ours_stats = graph_def(model, x)
+        theirs, theirs_stats = graph(model, x, use_strict_trace=False)
+    assert len(ours.node) > 5 and any("conv" in n.op.lower() for n in ours.node)
+    assert ours == theirs and ours_stats == theirs_stats

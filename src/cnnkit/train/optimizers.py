@@ -1,10 +1,13 @@
 """Optimizers by name: SGD (momentum, Nesterov), Adam, AdamW, RMSprop, Adadelta.
 
-All are PyTorch's own implementations; this module only maps names and validates arguments.
+All are PyTorch's own implementations; this module maps names, validates arguments and, for a
+process that does not compile, skips the ``torch._dynamo`` import that ``torch.optim`` makes on
+its first call (:func:`eager_optimizer_class`).
 """
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable
 
 import torch
@@ -32,6 +35,46 @@ KERAS_DEFAULTS = {
     "rmsprop": {"eps": 1e-7, "alpha": 0.9},
     "adadelta": {"eps": 1e-7, "rho": 0.95, "lr": 1e-3},
 }
+
+
+# torch.optim wraps these Optimizer methods in ``torch._disable_dynamo``, whose first call
+# imports ``torch._dynamo`` (1.0–1.3 s on a 2-core CPU, and sympy with it), and every
+# ``step`` in ``_use_grad_for_differentiable``, which imports it on each call. Both wrappers
+# only matter while torch.compile traces; their ``__wrapped__`` functions do the same work.
+_DYNAMO_WRAPPED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+
+
+@functools.cache
+def eager_optimizer_class(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """A subclass of ``cls`` whose methods skip torch.optim's dynamo wrappers.
+
+    The update is PyTorch's own (the same ``step`` body, run under ``torch.no_grad()`` as
+    ``_use_grad_for_differentiable`` does for ``differentiable=False``), so parameters after
+    any number of steps are bit-identical to ``cls``'s (tests/train/test_optimizers_schedules.py);
+    ``isinstance(opt, cls)``, the class name, ``state_dict`` and the LR schedulers are unchanged.
+    What changes is that a training process that never compiles does not import
+    ``torch._dynamo`` at all: about 1 s of the 5 s time-to-99 % budget (bench/RESULTS.md).
+    Use ``cls`` itself when the optimizer step is traced by ``torch.compile``
+    (:func:`build_optimizer` with ``eager=False``; the trainer does so when compiling).
+
+    Example:
+        >>> opt = eager_optimizer_class(torch.optim.Adam)(torch.nn.Linear(2, 2).parameters())
+        >>> type(opt).__name__, isinstance(opt, torch.optim.Adam)
+        ('Adam', True)
+    """
+    namespace = {name: getattr(torch.optim.Optimizer, name).__wrapped__
+                 for name in _DYNAMO_WRAPPED}
+    undecorated_step = cls.step.__wrapped__
+
+    def step(self, closure=None):
+        if self.defaults.get("differentiable"):
+            return cls.step(self, closure)  # the differentiable path needs autograd: torch's own
+        with torch.no_grad():
+            return undecorated_step(self, closure)
+
+    namespace.update(step=step, __doc__=cls.__doc__, __module__=__name__,
+                     __qualname__=cls.__qualname__)
+    return type(cls.__name__, (cls,), namespace)
 
 
 def trainable_param_groups(params: Iterable) -> list[dict]:
@@ -62,8 +105,8 @@ def trainable_param_groups(params: Iterable) -> list[dict]:
 
 def build_optimizer(name: str, params: Iterable, *, lr: float | None = None,
                     momentum: float = 0.0, nesterov: bool = False,
-                    weight_decay: float = 0.0, keras_defaults: bool = False
-                    ) -> torch.optim.Optimizer:
+                    weight_decay: float = 0.0, keras_defaults: bool = False,
+                    eager: bool = True) -> torch.optim.Optimizer:
     """Create a PyTorch optimizer from its name.
 
     Args:
@@ -78,6 +121,9 @@ def build_optimizer(name: str, params: Iterable, *, lr: float | None = None,
         keras_defaults: take Keras 3's defaults where they differ from PyTorch's
             (:data:`KERAS_DEFAULTS`: epsilon 1e-7, RMSprop rho 0.9, Adadelta lr 1e-3, AdamW
             weight decay 0.004); ``lr`` and a non-zero ``weight_decay`` still win.
+        eager: build :func:`eager_optimizer_class`'s subclass, which does not import
+            ``torch._dynamo`` (the same updates); False for an optimizer step that
+            ``torch.compile`` traces.
 
     Raises:
         ValueError: unknown name (with a suggestion), negative values, Nesterov without
@@ -108,7 +154,7 @@ def build_optimizer(name: str, params: Iterable, *, lr: float | None = None,
         raise ValueError(f"nesterov=True needs optimizer='sgd' with momentum > 0, got "
                          f"optimizer={name!r}, momentum={momentum!r}")
     params = trainable_param_groups(params)
-    cls = OPTIMIZER_CLASSES[key]
+    cls = eager_optimizer_class(OPTIMIZER_CLASSES[key]) if eager else OPTIMIZER_CLASSES[key]
     if key == "sgd":
         return cls(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
     if key == "rmsprop":

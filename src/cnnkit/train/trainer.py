@@ -160,7 +160,7 @@ class Trainer:
         c = self.config
         self.optimizer = optimizer or build_optimizer(
             c.optimizer, self.model.parameters(), lr=c.lr, momentum=c.momentum,
-            nesterov=c.nesterov, weight_decay=c.weight_decay)
+            nesterov=c.nesterov, weight_decay=c.weight_decay, eager=not c.compile)
         if optimizer is None and c.fused_optimizer:
             use_fused_optimizer(self.optimizer)
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
