@@ -25,8 +25,11 @@ from cnnkit.train.evaluation import evaluate_run
 from cnnkit.train.pipeline import train
 
 HERE = Path(__file__).resolve().parent
-# Same global batch, same seed, CPU: only the order of float additions differs.
-WEIGHT_TOL = {"atol": 2e-5, "rtol": 1e-4}
+# Same global batch, same seed, CPU: only the order of float additions differs. That drift grows
+# with the steps and with the CPU's kernels (single weights 1.4e-4 apart after 3 epochs on an AMD
+# EPYC), so each tensor is compared as a whole: ||a - b|| / ||b||. A missed or repeated step moves
+# the weights by orders of magnitude more than this bound.
+WEIGHT_REL_DIFF = 1e-4
 # BN's running statistics are per process (no SyncBN): the comparisons use a net without it.
 NO_BN_MODEL = "conv(16,3,padding=same) relu conv(32,3,padding=same) relu maxpool(2) fc(64) relu fc(10)"
 
@@ -53,7 +56,8 @@ def _assert_same_weights(run_a: Path, run_b: Path) -> None:
     a, b = load_file(run_a / rf.WEIGHTS_FILE), load_file(run_b / rf.WEIGHTS_FILE)
     assert a.keys() == b.keys()
     for key in a:
-        torch.testing.assert_close(a[key], b[key], **WEIGHT_TOL, msg=lambda m, k=key: f"{k}: {m}")
+        diff = float((a[key] - b[key]).norm() / b[key].norm().clamp_min(1e-12))
+        assert diff < WEIGHT_REL_DIFF, f"{key}: relative difference {diff:.2e}"
 
 
 def test_cli_nproc_2_trains_like_one_process_and_rank_0_alone_writes(tmp_path, capfd):

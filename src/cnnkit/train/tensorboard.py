@@ -183,7 +183,7 @@ def graph_def(model: torch.nn.Module, example: torch.Tensor):
     graph cost at the start of every run (bench/RESULTS.md, time to 99 %). A graph for display
     needs no such check. Call it with ``model`` in eval mode and under ``torch.no_grad()``.
     """
-    from torch.utils.tensorboard import _pytorch_graph as tb_graph  # torch's own parser
+    from torch.utils.tensorboard import _pytorch_graph as tb_graph  # optional extra: tensorboard (torch's graph parser)
 
     trace = torch.jit.trace(model, example, strict=False, check_trace=False)
     graph = trace.graph
