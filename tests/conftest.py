@@ -39,6 +39,18 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _wait_for_background_curves():
+    """``cnnkit train`` draws curves.png in a background process: let it finish inside the test
+    that started it, so it neither competes with the next test nor writes into a removed folder."""
+    yield
+    import sys
+
+    job = sys.modules.get("cnnkit.viz.curves_job")  # imported only by a run that started one
+    if job is not None:
+        job.wait_all(timeout=120)
+
+
 
 class InterruptAt(Callback):
     """Raises KeyboardInterrupt (a Ctrl-C) at the start of ``epoch``: the checkpoint of the

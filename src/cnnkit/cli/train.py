@@ -37,6 +37,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="allow --out to name a folder that already holds a run")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--curves", choices=("background", "now"), default="background",
+                   help="draw RUN/curves.png in a background process that finishes ~1 s after "
+                        "the command (default), or now, before the command exits")
     p.add_argument("--recipe", metavar="NAME", choices=recipe_names(),
                    help="start from a tuned recipe (" + ", ".join(recipe_names()) + "); "
                         "--config and flags override its settings; a named dataset with a "
@@ -180,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     printer = [_epoch_printer()] if main_rank else []
     try:
         result = train(config, resume=args.resume, callbacks=printer, progress=progress,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite, curves=args.curves)
     except KeyboardInterrupt:
         where = out or "the run folder"
         print(f"cnnkit: interrupted; the last completed epoch is saved in {where}/checkpoint. "

@@ -27,7 +27,7 @@ def save_figure(fig: Figure, path: str | os.PathLike | None, *, dpi: int = 100) 
     if path.suffix.lower() != ".png":
         raise ValueError(f"path must end in .png, got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two writers never share it
     fig.savefig(tmp, format="png", dpi=dpi)
     os.replace(tmp, path)
     logger.info("wrote %s", path)
