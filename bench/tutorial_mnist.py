@@ -18,6 +18,9 @@ training images (scaled to 0–1), then test accuracy on the 10000 test images. 
 * ``cnnkit fit, plain flatten``: the defaults with ``Flatten`` put back to ``x.flatten(1)``,
   whose gradient reaches a channels-last max-pool in NCHW layout: the before/after row of
   ``cnnkit.layers.dense._FlattenChannelsLast`` (same arithmetic, same accuracy).
+* ``cnnkit fit, relu before pool``: the defaults with ``Sequential.pool_before_relu = False``,
+  so the conv's ReLU runs on the full 26×26 volume before the 2×2 max-pool: the before/after
+  row of :mod:`cnnkit.models.relu_pool` (identical outputs and gradients).
 * ``keras 3 (torch)``: Keras 3 on the torch backend, when ``keras`` is installed.
 
 Each repeat runs every contender once, alternating; the table shows medians. Every run is a
@@ -133,7 +136,8 @@ def keras_runner(x_u8, y, x_test_u8, y_test):
 
 
 CONTENDERS = ("pytorch DataLoader", "pytorch indexing", "cnnkit fit", "cnnkit fit fp32",
-              "cnnkit fit, malloc untouched", "cnnkit fit, plain flatten", "keras 3 (torch)")
+              "cnnkit fit, malloc untouched", "cnnkit fit, plain flatten",
+              "cnnkit fit, relu before pool", "keras 3 (torch)")
 
 
 def run_worker(name: str, seed: int) -> dict:
@@ -153,6 +157,11 @@ def run_worker(name: str, seed: int) -> dict:
         from cnnkit.layers import dense  # this process only: the layer as it was before
 
         dense.Flatten.forward = lambda self, x: x.flatten(1)  # (N, C, H, W) -> (N, C*H*W)
+        return run_cnnkit(x_u8, y, xt_u8, yt, seed, precision=None)
+    if name == "cnnkit fit, relu before pool":
+        from cnnkit.models.sequential import Sequential  # the switch, for this process
+
+        Sequential.pool_before_relu = False
         return run_cnnkit(x_u8, y, xt_u8, yt, seed, precision=None)
     keras_run, reason = keras_runner(x_u8, y, xt_u8, yt)
     if keras_run is None:

@@ -102,6 +102,15 @@ class Conv(WindowLayer):
         return self.filters
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.forward_linear(x)
+        return out if self.activation is None else self.activation(out)
+
+    def forward_linear(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution without ``activation`` (``Sequential`` runs a ReLU after the pooling).
+
+        Shape:
+            (N, C, H, W) -> (N, filters, H_out, W_out), O = (W − K + 2P)/S + 1 per axis.
+        """
         self._ensure_built(x)
         top, bottom, left, right = self.pads(x.shape[-2], x.shape[-1])
         if top == bottom and left == right:
@@ -110,7 +119,7 @@ class Conv(WindowLayer):
         else:
             x = F.pad(x, (left, right, top, bottom))
             out = F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-        return out if self.activation is None else self.activation(out)
+        return out
 
     def to_spec(self) -> str:
         kwargs = {}

@@ -16,6 +16,7 @@ from cnnkit.layers.dense import Dense
 from cnnkit.layers.keras import Input
 from cnnkit.models.limits import check_memory, dry_run, total_values
 from cnnkit.models.features import FeatureInfo, module_stride, stage_indices
+from cnnkit.models.relu_pool import run_layers
 from cnnkit.models.spec import SpecError, parse_spec
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,11 @@ class Sequential(nn.Sequential):
         >>> model.shapes()[2]
         ('flatten1', (5408,))
     """
+
+    #: In training mode, run each ReLU → max-pool pair as max-pool → ReLU (the same outputs and
+    #: gradients, on a quarter of the values: :mod:`cnnkit.models.relu_pool`). Evaluation,
+    #: tracing (summary, export) and hooks see the layers as written; False: always as written.
+    pool_before_relu: bool = True
 
     def __init__(self, layers: Iterable[nn.Module] | Mapping[str, nn.Module] | None = None,
                  input_shape=None, *, rounding: str | None = None, name: str | None = None):
@@ -157,6 +163,8 @@ class Sequential(nn.Sequential):
             logger.info("Sequential built lazily for input %s; create the optimizer after this",
                         self._input_shape)
         self._check_batch(x)
+        if self.pool_before_relu and self.training and type(x) is torch.Tensor:
+            return run_layers(list(self._modules.values()), x)  # training steps only
         return super().forward(x)
 
     def _check_batch(self, x: torch.Tensor) -> None:
