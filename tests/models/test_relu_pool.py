@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -36,7 +37,7 @@ MODELS = {
                                 Flatten(), Dense(5)],
     "relu layer": lambda: [Conv(6, 3), ReLU(), MaxPool(2), Conv(8, 3), nn.ReLU(),
                            nn.MaxPool2d(2, ceil_mode=True), Flatten(), Dense(5)],
-    "keras": lambda: [K.Conv2D(6, 3, activation="relu"), K.MaxPooling2D(2), K.Conv2D(8, 3),
+    "keras": lambda: [K.Conv2D(6, 3, activation="relu", padding="same"), K.MaxPooling2D(2), K.Conv2D(8, 3),
                       K.Activation("relu"), K.MaxPooling2D(2), K.Flatten(), K.Dense(5)],
 }
 
@@ -149,3 +150,51 @@ def test_training_steps_end_with_identical_weights():
     for (name, a), b in zip(models[True].state_dict().items(), models[False].state_dict().values()):
         assert torch.equal(a, b), name
     assert not torch.equal(models[True][0].weight, before)  # it did train
+
+
+class _ReluShapes(torch.overrides.TorchFunctionMode):
+    """Record the input shape of every ReLU call (an observer that is neither a hook nor a mock)."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "").startswith("relu") and args:
+            self.shapes.append(tuple(args[0].shape))
+        return func(*args, **(kwargs or {}))
+
+
+ZOO = {"vgg11": dict(input_size=32, classifier_width=16),
+       "vgg11_bn": dict(input_size=32, classifier_width=16),
+       "alexnet": dict(input_size=63, classifier_width=16),
+       "keras_mnist": dict(input_size=28, in_channels=1)}
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_models_pool_first_with_identical_results(name):
+    from cnnkit.models import create
+
+    options = {"in_channels": 3, **ZOO[name]}
+    torch.manual_seed(0)
+    reordered = create(name, num_classes=4, **options)
+    as_written = copy.deepcopy(reordered)
+    as_written.pool_before_relu = False
+    size = options["input_size"]
+    x = torch.rand(2, options["in_channels"], size, size)
+    results, relu_counts = [], []
+    for model in (reordered, as_written):
+        torch.manual_seed(1)  # the same dropout masks
+        with _ReluShapes() as seen:
+            out, gx, grads = _outputs_and_grads(model, x, autocast=False)
+        results.append((out, gx, grads))
+        relu_counts.append(sum(math.prod(s) for s in seen.shapes))
+    (out_a, gx_a, grads_a), (out_b, gx_b, grads_b) = results
+    assert torch.equal(out_a, out_b) and torch.equal(gx_a, gx_b)
+    for key in grads_b:
+        assert torch.equal(grads_a[key], grads_b[key]), key
+    assert relu_counts[0] < relu_counts[1]  # fewer values went through ReLU pooled first
+    reordered.eval()
+    with _ReluShapes() as seen:
+        reordered(x)
+    assert sum(math.prod(s) for s in seen.shapes) == relu_counts[1]  # eval: as written

@@ -174,6 +174,10 @@ class ZooModel(nn.Module):
 
     classifier_path: str = "fc"
     fixed_input_size: bool = False
+    #: In training mode, models with ReLU → max-pool pairs (VGG, AlexNet, keras_mnist) run them
+    #: pooled first: the same outputs and gradients on fewer values (cnnkit.models.relu_pool).
+    #: False runs every layer as written.
+    pool_before_relu: bool = True
 
     def __init__(self, *, num_classes: int, in_channels: int, input_size: tuple[int, int]):
         super().__init__()

@@ -16,8 +16,10 @@ max-pool, and a ReLU layer followed by a max-pool. The layers stay in their orde
 ``summary``, ``feature_info``, export unchanged); evaluation and tracing (``summary``, receptive
 fields, ONNX export: all in eval mode) run them as written, and so does any pair with a forward
 hook on one of its modules (feature-map pictures, frozen layers), whose hooks must see each
-layer's own output. The switch is ``Sequential.pool_before_relu`` (True by default; set it
-False on a model, or on the class, to run every layer as written).
+layer's own output. The zoo's VGG and AlexNet trunks (``nn.ReLU`` → ``nn.MaxPool2d``) and
+``keras_mnist`` (conv 64, ReLU, pool) do the same. The switch is ``pool_before_relu`` on
+``Sequential`` and ``ZooModel`` (True by default; set it False on a model, or on the class, to
+run every layer as written).
 
 Example:
     >>> import torch
@@ -66,6 +68,21 @@ def _is_max_pool(module: nn.Module) -> bool:
         return True
     # torch's own: not when it returns (values, indices)
     return isinstance(module, nn.MaxPool2d) and not module.return_indices
+
+
+def reorders(model: nn.Module, x) -> bool:
+    """Whether ``model`` runs its ReLU → max-pool pairs pooled first for this input.
+
+    True in training mode with ``model.pool_before_relu`` set, for a real tensor (not an fx
+    proxy or a tensor subclass under tracing).
+    """
+    return bool(getattr(model, "pool_before_relu", False)) and model.training \
+        and type(x) is torch.Tensor
+
+
+def unhooked(*modules: nn.Module) -> bool:
+    """No forward (pre-)hook on any of ``modules``, nor a global one: their outputs are private."""
+    return not _global_hooks() and not any(_hooked(m) for m in modules)
 
 
 def run_layers(layers: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from cnnkit.layers.dense import Dense
 from cnnkit.layers.keras import Input
 from cnnkit.models.limits import check_memory, dry_run, total_values
 from cnnkit.models.features import FeatureInfo, module_stride, stage_indices
-from cnnkit.models.relu_pool import run_layers
+from cnnkit.models.relu_pool import reorders, run_layers
 from cnnkit.models.spec import SpecError, parse_spec
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class Sequential(nn.Sequential):
             logger.info("Sequential built lazily for input %s; create the optimizer after this",
                         self._input_shape)
         self._check_batch(x)
-        if self.pool_before_relu and self.training and type(x) is torch.Tensor:
+        if reorders(self, x):
             return run_layers(list(self._modules.values()), x)  # training steps only
         return super().forward(x)
 

@@ -17,6 +17,7 @@ from torch import nn
 from cnnkit._checks import check_positive_int, check_probability
 from cnnkit.models.base import ZooModel, check_input_size, spatial_layers
 from cnnkit.models.registry import register
+from cnnkit.models.relu_pool import reorders, run_layers, unhooked
 
 _HINT = "For 28x28 or 32x32 images use 'lenet5', 'keras_mnist', 'resnet18' or 'airbench'."
 
@@ -111,6 +112,8 @@ class AlexNet(ZooModel):
         return [(f"features.{name}", layer) for name, layer in self.trunk.named_children()]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if reorders(self, x) and unhooked(self.trunk):
+            return run_layers(list(self.trunk), x)  # each ReLU after its max pool
         return self.trunk(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

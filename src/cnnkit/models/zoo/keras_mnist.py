@@ -15,6 +15,7 @@ from torch import nn
 
 from cnnkit.models.base import ZooModel, check_input_size, spatial_layers
 from cnnkit.models.registry import register
+from cnnkit.models.relu_pool import reorders, unhooked
 
 
 class KerasMnistCNN(ZooModel):
@@ -59,8 +60,10 @@ class KerasMnistCNN(ZooModel):
                 ("relu2", torch.relu), ("pool", self.pool)]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-        return self.pool(x)
+        x = self.conv2(torch.relu(self.conv1(x)))  # (N, 64, H-4, W-4) before its ReLU
+        if reorders(self, x) and unhooked(self.pool):
+            return torch.relu(self.pool(x))  # the same values, ReLU on a quarter of them
+        return self.pool(torch.relu(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.flatten(self.dropout1(x), 1)  # (N, 64, H', W') -> (N, 64*H'*W')

@@ -15,6 +15,7 @@ from torch import nn
 from cnnkit._checks import check_positive_int, check_probability
 from cnnkit.models.base import ZooModel, check_input_size, spatial_layers
 from cnnkit.models.registry import register
+from cnnkit.models.relu_pool import reorders, run_layers, unhooked
 
 # Output channels of each 3x3 conv; "M" is a 2x2 max pool (torchvision's configurations A and D).
 _CONFIGS = {
@@ -111,6 +112,8 @@ class VGG(ZooModel):
         return [(f"features.{name}", layer) for name, layer in self.trunk.named_children()]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if reorders(self, x) and unhooked(self.trunk):
+            return run_layers(list(self.trunk), x)  # each ReLU after its max pool
         return self.trunk(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
