@@ -17,6 +17,8 @@ times, alternately in one process, the same graph in two runtimes:
   images, with the backend ``--backend auto`` chooses (``cnnkit.export.runtime.use_backend``):
   ``LoadedModel.predict_proba`` of a classifier, ``predict_task_images`` of a task run (the
   decoded graph plus the post-step: boxes scaled back, masks, NMS).
+* ``predict, all torch threads``: the same with ``cnnkit.run.threads.ONNX_TORCH_THREADS =
+  None``, so the steps around onnxruntime run on PyTorch's whole thread pool (the switch off).
 
 Per batch size it reports images/s (median over the repeats), and at batch 1 also the p50 and
 p99 latency of single-image calls (over all repeats' calls). Detection timings stop at the
@@ -44,6 +46,7 @@ from cnnkit.export.onnx import export_onnx, onnx_session
 from cnnkit.export.runtime import use_backend
 from cnnkit.export.wrapper import export_module
 from cnnkit.models import Sequential, create
+from cnnkit.run import threads as run_threads
 from cnnkit.run.folder import LoadedModel
 from cnnkit.run.task_predict import predict_task_images
 from cnnkit.tasks.build import HEADS, task_model
@@ -117,7 +120,15 @@ def measure(name: str, batches: list[int], repeats: int, seconds: float) -> list
                 return predictor.predict_proba(pixels, batch_size=256)
             return predict_task_images(predictor, list(pixels), batch_size=256)
 
-        runtimes = {"eager": eager, "onnxruntime": ort, "cnnkit predict": cnnkit_predict}
+        def predict_torch_threads(x: np.ndarray):  # the switch off: the steps around
+            run_threads.ONNX_TORCH_THREADS = None  # onnxruntime on the whole pool
+            try:
+                return cnnkit_predict(x)
+            finally:
+                run_threads.ONNX_TORCH_THREADS = 1
+
+        runtimes = {"eager": eager, "onnxruntime": ort, "cnnkit predict": cnnkit_predict,
+                    "predict, all torch threads": predict_torch_threads}
         rng = np.random.default_rng(0)
         rows = []
         for batch in batches:
@@ -178,17 +189,20 @@ def main(argv=None) -> None:
         for batch in batches:
             pair = {r["runtime"]: r for r in results if r["model"] == name and r["batch"] == batch}
             e, o, c = pair["eager"], pair["onnxruntime"], pair["cnnkit predict"]
+            t = pair["predict, all torch threads"]
             lat = [f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}" if batch == 1 else ""
                    for r in (e, o, c)]
             best = max(e["images_per_s"], o["images_per_s"])
             rows.append([name, batch, f"{e['images_per_s']:.0f}", f"{o['images_per_s']:.0f}",
                          f"{o['images_per_s'] / e['images_per_s']:.2f}",
-                         f"{c['images_per_s']:.0f}", f"{c['images_per_s'] / best:.2f}", *lat,
+                         f"{c['images_per_s']:.0f}", f"{c['images_per_s'] / best:.2f}",
+                         f"{t['images_per_s'] / best:.2f}", *lat,
                          f"{e['nms_ms']:.2f}" if "nms_ms" in e else ""])
     print_table(f"Inference, images/s (median of {args.repeats} alternating rounds; "
                 f"{torch.get_num_threads()} threads each)",
                 ["model", "batch", "eager img/s", "onnxruntime img/s", "ort / eager",
-                 "cnnkit predict img/s", "predict / best", "eager p50 / p99 ms",
+                 "cnnkit predict img/s", "predict / best", "all torch threads / best",
+                 "eager p50 / p99 ms",
                  "ort p50 / p99 ms", "predict p50 / p99 ms", "NMS ms/image"], rows)
 
 

@@ -98,6 +98,10 @@ class OnnxForward:
         normalised float (N, C, H, W) on any device -> (N, K) float32 on the same device.
     """
 
+    #: The network runs in onnxruntime: PyTorch's steps around it take one thread
+    #: (cnnkit.run.threads).
+    computes_outside_torch = True
+
     def __init__(self, session, path: Path | str):
         self.session = session
         self.path = str(path)

@@ -40,6 +40,7 @@ from cnnkit.errors import CheckpointError
 from cnnkit.models.registry import build_architecture
 from cnnkit.run.atomic import atomic_path, atomic_write_text
 from cnnkit.run.outputs import predict_proba
+from cnnkit.run.threads import computes_outside_torch, torch_threads_beside
 from cnnkit.tasks.build import build_task_model
 
 log = logging.getLogger(__name__)
@@ -238,12 +239,13 @@ class LoadedModel:
             images (N, C, H, W) -> a tensor ``(N, ...)`` or a dict of ``(N, ...)`` tensors
             (a task model's output, e.g. ``{"logits": (N, K), "boxes": (N, 4)}``).
         """
-        x = self._prepare(images)
         forward = self.forward or self.model
         parts = []
-        with torch.inference_mode():
-            for i in range(0, len(x), batch_size):
-                parts.append(forward(x[i:i + batch_size]))
+        with torch_threads_beside(computes_outside_torch(forward)):
+            x = self._prepare(images)
+            with torch.inference_mode():
+                for i in range(0, len(x), batch_size):
+                    parts.append(forward(x[i:i + batch_size]))
         if isinstance(parts[0], torch.Tensor):
             return torch.cat(parts)
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
@@ -269,9 +271,10 @@ class LoadedModel:
                              "(or cnnkit predict RUN IMAGES)")
         if tta is None:
             tta = self.trained_with_tta
-        x = self._prepare(images)
-        batches = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
-        return predict_proba(self.model, batches, tta=tta, forward=self.forward)
+        with torch_threads_beside(computes_outside_torch(self.forward)):
+            x = self._prepare(images)
+            batches = (x[i:i + batch_size] for i in range(0, len(x), batch_size))
+            return predict_proba(self.model, batches, tta=tta, forward=self.forward)
 
     @property
     def trained_with_tta(self) -> bool:

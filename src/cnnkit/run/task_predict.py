@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from cnnkit.data.folder import decode_image
 from cnnkit.data.open import convert_channels, resize_images
 from cnnkit.run.folder import LoadedModel
+from cnnkit.run.threads import torch_threads_beside
 from cnnkit.tasks.decoded import decode_outputs
 from cnnkit.tasks.nms import kept_detections
 
@@ -128,7 +129,9 @@ def predict_task_images(loaded: LoadedModel, images: Sequence[torch.Tensor], *,
     if not images:
         return []
     _, h, w = loaded.input_shape
-    outputs = _decoded_in_batches(loaded, _to_model_size(loaded, images), batch_size)
+    outside = getattr(loaded.forward, "decoded", None) is not None  # onnxruntime decodes
+    with torch_threads_beside(outside):  # resize, normalise: one thread beside onnxruntime
+        outputs = _decoded_in_batches(loaded, _to_model_size(loaded, images), batch_size)
     sizes = [tuple(image.shape[-2:]) for image in images]
     if loaded.task == "segment":
         return _masks(loaded, outputs, sizes)
