@@ -99,7 +99,11 @@ def predict_proba(model: nn.Module, batches, *, device: torch.device | str | Non
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
-    model.eval()
+    # eval() and train() walk every module (0.18 ms per call for LeNet-5, most of a
+    # single-image prediction on onnxruntime): only when a module is in training mode
+    switch = any(m.training for m in model.modules())
+    if switch:
+        model.eval()
     outs = []
     try:
         for batch in batches:
@@ -112,7 +116,8 @@ def predict_proba(model: nn.Module, batches, *, device: torch.device | str | Non
                     out, out_kind = forward(x), kind
             outs.append(to_probabilities(out, out_kind).cpu())
     finally:
-        model.train(was_training)
+        if switch:
+            model.train(was_training)
     if not outs:
         raise ValueError("predict_proba got no batches; give at least one input")
     return torch.cat(outs)
