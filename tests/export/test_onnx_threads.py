@@ -25,7 +25,7 @@ class CountingForward(OnnxForward):
     """The real onnxruntime forward, noting PyTorch's thread count at each call."""
 
     def __init__(self, inner: OnnxForward):
-        super().__init__(inner.session, inner.path)
+        super().__init__(inner.session, inner.path, inner.output_kind)
         self.threads: list[int] = []
 
     def __call__(self, x):

@@ -64,6 +64,7 @@ from cnnkit.export.errors import ExportError
 from cnnkit.export.onnx import DEFAULT_OPSET, export_onnx, onnx_session, verify_onnx
 from cnnkit.export.wrapper import TASK_OUTPUTS
 from cnnkit.run.folder import LoadedModel, tensors_digest
+from cnnkit.run.outputs import LOGITS, output_kind
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ class OnnxForward:
         session: an ``InferenceSession`` of a bare-network export (input ``images``, output
             ``logits``).
         path: the file it was read from (for messages).
+        output_kind: what the exported network's last layer gives (``"logits"``, ``"probs"``
+            or ``"log_probs"``, :func:`cnnkit.run.outputs.output_kind` of the model when it
+            was exported): ``LoadedModel.predict_proba`` turns it into probabilities without
+            looking at the PyTorch modules again.
 
     Shape:
         normalised float (N, C, H, W) on any device -> (N, K) float32 on the same device.
@@ -102,9 +107,10 @@ class OnnxForward:
     #: (cnnkit.run.threads).
     computes_outside_torch = True
 
-    def __init__(self, session, path: Path | str):
+    def __init__(self, session, path: Path | str, output_kind: str = LOGITS):
         self.session = session
         self.path = str(path)
+        self.output_kind = output_kind
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         pixels = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
@@ -232,7 +238,7 @@ def onnx_forward(loaded: LoadedModel, *, cache_dir: str | Path | None = None,
 
     def wrap(session, path):
         if loaded.task == "classify":
-            return OnnxForward(session, path)
+            return OnnxForward(session, path, output_kind(network))
         return OnnxTaskForward(session, path, TASK_OUTPUTS[loaded.task], network)
 
     if device.type != "cpu":  # the exporter traces on the CPU
