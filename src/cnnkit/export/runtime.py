@@ -3,7 +3,9 @@
 ``LoadedModel.predict_proba`` (used by ``cnnkit.load(RUN).predict*``, ``cnnkit predict`` and
 ``cnnkit serve``) prepares the images itself (channels, resize, normalisation), runs the
 network, and turns its output into probabilities (softmax, flip TTA). A backend replaces only
-the middle step, so both backends share every other line:
+the middle step, so both backends share every other step (onnxruntime's classifier without TTA
+skips the general loop's walk over the PyTorch modules: its graph's output kind is fixed at
+export, :attr:`OnnxForward.output_kind`):
 
 * ``"torch"``: eager PyTorch, the model itself.
 * ``"onnxruntime"``: the network exported by :func:`~cnnkit.export.onnx.export_onnx` (the bare

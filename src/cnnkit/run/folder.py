@@ -272,7 +272,7 @@ class LoadedModel:
         if tta is None:
             tta = self.trained_with_tta
         kind = getattr(self.forward, "output_kind", None)
-        if kind is not None and not tta:
+        if kind is not None and not tta and computes_outside_torch(self.forward):
             # A fixed graph outside PyTorch that knows its output kind (the onnxruntime
             # backend's OnnxForward): no walk over the modules for their kind and mode, no
             # autograd switch, no device moves. LeNet-5's single-image prediction on

@@ -99,8 +99,8 @@ def predict_proba(model: nn.Module, batches, *, device: torch.device | str | Non
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
-    # eval() and train() walk every module (0.18 ms per call for LeNet-5, most of a
-    # single-image prediction on onnxruntime): only when a module is in training mode
+    # eval() and train() walk every module (0.18 ms per call for LeNet-5): only when a module
+    # is in training mode
     switch = any(m.training for m in model.modules())
     if switch:
         model.eval()
