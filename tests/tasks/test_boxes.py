@@ -86,3 +86,21 @@ def test_errors_name_the_argument():
         clip_boxes(torch.zeros(1, 4), (0, 5))
     with pytest.raises(TypeError, match="size"):
         clip_boxes(torch.zeros(1, 4), "4x8")
+
+
+def test_batched_box_iou_is_box_iou_image_by_image():
+    from cnnkit.tasks.boxes import batched_box_iou
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(3, 6, 2, generator=g) * 20
+    a = torch.cat([xy, xy + torch.rand(3, 6, 2, generator=g) * 10], dim=2)  # (3, 6, 4)
+    b = a[:, :4].flip(1) + 1.5  # (3, 4, 4)
+    got = batched_box_iou(a, b)
+    assert got.shape == (3, 6, 4)
+    for i in range(3):
+        assert torch.equal(got[i], box_iou(a[i], b[i]))
+    assert (got > 0).any() and (got < 1).all()
+    with pytest.raises(ValueError, match=r"\(B, N, 4\) and \(B, M, 4\) with the same B"):
+        batched_box_iou(a, b[:2])
+    with pytest.raises(ValueError, match=r"\(B, N, 4\)"):
+        batched_box_iou(a[0], b[0])

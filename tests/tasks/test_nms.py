@@ -1,4 +1,6 @@
 """Class-aware NMS: hand cases, and the vectorised version against the plain-Python reference."""
+import contextlib
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -88,3 +90,81 @@ def test_kept_detections_drops_padding_then_suppresses_per_class():
     assert kept["labels"].tolist() == [1, 2]
     every = kept_detections(boxes, scores, labels, 0.5, nms=False)[0]
     assert every["scores"].tolist() == pytest.approx([0.9, 0.8, 0.7])
+
+
+# ------------------------------------------------------------------ padded_nms: a batch at once
+_image = st.lists(st.tuples(_box, st.integers(0, 20), st.integers(0, 2)), min_size=0, max_size=12)
+
+
+def _padded(images, d: int):
+    """Per-image (box, score step, class) lists -> padded (N, d, 4), (N, d), (N, d) tensors
+    whose padding has score 0 and random-looking boxes (the padding must never be kept)."""
+    boxes = torch.tensor([[7.0, 7, 9, 9]]).repeat(len(images), d, 1)
+    scores = torch.zeros(len(images), d, dtype=torch.float64)
+    labels = torch.zeros(len(images), d, dtype=torch.long)
+    for i, image in enumerate(images):
+        for j, (box, score, cls) in enumerate(image):
+            boxes[i, j] = torch.tensor(box, dtype=torch.float32)
+            scores[i, j] = score / 20  # few distinct values, so ties are common; 0 is padding
+            labels[i, j] = cls
+    return boxes.double(), scores, labels
+
+
+@settings(max_examples=60, deadline=None)
+@given(images=st.lists(_image, min_size=1, max_size=5),
+       threshold=st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.7, 1.0]), in_numpy=st.booleans())
+def test_padded_nms_matches_the_reference_image_by_image(images, threshold, in_numpy):
+    from unittest import mock
+
+    from cnnkit.tasks import nms
+
+    boxes, scores, labels = _padded(images, d=12)
+    greedy = nms._greedy  # in_numpy False: the torch loop (the GPU's), run on the CPU
+    with mock.patch.object(nms, "_greedy", lambda o, k, in_numpy: greedy(o, k, in_numpy=False)
+                           ) if not in_numpy else contextlib.nullcontext():
+        order, kept = nms.padded_nms(boxes, scores, labels, threshold)
+    assert order.shape == kept.shape == (len(images), 12) and kept.dtype == torch.bool
+    for i in range(len(images)):
+        valid = (scores[i] > 0).nonzero().flatten()  # the reference sees only the real boxes
+        want = nms_reference(boxes[i][valid], scores[i][valid], labels[i][valid], threshold)
+        assert order[i][kept[i]].tolist() == valid[want].tolist()
+
+
+def test_padded_nms_is_the_same_as_batched_nms_on_a_detectors_top_d():
+    from cnnkit.tasks.nms import kept_detections, padded_nms
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(64, 20, 2, generator=g) * 12  # 64 images of D = 20 crowded boxes
+    boxes = torch.cat([xy, xy + 10 + torch.rand(64, 20, 2, generator=g) * 4], dim=2)
+    scores = torch.rand(64, 20, generator=g).mul(4).round().div(4)  # ties, and zeros (padding)
+    labels = torch.randint(0, 3, (64, 20), generator=g)
+    order, kept = padded_nms(boxes, scores, labels, 0.5)
+    found = kept_detections(boxes, scores, labels, 0.5)
+    suppressed = 0
+    for i in range(64):
+        real = scores[i] > 0
+        b, s, lab = boxes[i][real], scores[i][real], labels[i][real]
+        want = batched_nms(b, s, lab, 0.5)
+        assert torch.equal(found[i]["boxes"], b[want])
+        assert torch.equal(found[i]["scores"], s[want])
+        assert torch.equal(found[i]["labels"], lab[want])
+        assert torch.equal(boxes[i][order[i][kept[i]]], b[want])
+        suppressed += len(s) - len(want)
+    assert suppressed > 200  # the case is not trivial: NMS really dropped boxes
+
+
+def test_padded_nms_bad_inputs_name_the_argument():
+    from cnnkit.tasks.nms import padded_nms
+
+    boxes = torch.zeros(2, 5, 4)
+    with pytest.raises(ValueError, match=r"boxes must have shape \(N, D, 4\)"):
+        padded_nms(torch.zeros(5, 4), torch.zeros(5), torch.zeros(5, dtype=torch.long), 0.5)
+    with pytest.raises(ValueError, match=r"scores must have shape \(2, 5\)"):
+        padded_nms(boxes, torch.zeros(2, 4), torch.zeros(2, 5, dtype=torch.long), 0.5)
+    with pytest.raises(ValueError, match=r"labels must have shape \(2, 5\)"):
+        padded_nms(boxes, torch.zeros(2, 5), torch.zeros(5, dtype=torch.long), 0.5)
+    with pytest.raises(ValueError, match="iou_threshold"):
+        padded_nms(boxes, torch.zeros(2, 5), torch.zeros(2, 5, dtype=torch.long), -0.1)
+    order, kept = padded_nms(torch.zeros(0, 5, 4), torch.zeros(0, 5),
+                             torch.zeros(0, 5, dtype=torch.long), 0.5)
+    assert order.shape == kept.shape == (0, 5)

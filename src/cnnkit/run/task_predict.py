@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,7 +29,7 @@ from cnnkit.data.open import convert_channels, resize_images
 from cnnkit.run.folder import LoadedModel
 from cnnkit.run.threads import torch_threads_beside
 from cnnkit.tasks.decoded import decode_outputs
-from cnnkit.tasks.nms import kept_detections
+from cnnkit.tasks.nms import padded_nms
 
 TASKS = ("localize", "segment", "detect")
 
@@ -135,23 +136,51 @@ def predict_task_images(loaded: LoadedModel, images: Sequence[torch.Tensor], *,
     sizes = [tuple(image.shape[-2:]) for image in images]
     if loaded.task == "segment":
         return _masks(loaded, outputs, sizes)
-    scales = [torch.tensor([w0 / w, h0 / h, w0 / w, h0 / h]) for h0, w0 in sizes]
+    scales = torch.tensor([[w0 / w, h0 / h, w0 / w, h0 / h] for h0, w0 in sizes])  # (N, 4)
     if loaded.task == "localize":
         best = outputs["probabilities"].float().max(dim=1)  # (N, K) -> (N,)
         boxes = outputs["boxes"].float()  # (N, 4) model pixels
-        boxes = (boxes * torch.stack(scales)).tolist()  # (N, 4) in each image's own pixels
-        return [{"label": loaded.class_names[k], "probability": p,
-                 "box": [round(v, 2) for v in box]}
+        boxes = _rounded(boxes * scales)  # (N, 4) in each image's own pixels
+        return [{"label": loaded.class_names[k], "probability": p, "box": box}
                 for k, p, box in zip(best.indices.tolist(), best.values.tolist(), boxes)]
-    found = kept_detections(outputs["boxes"].float(), outputs["scores"].float(),
-                            outputs["labels"], loaded.model.nms_iou)
+    return _detections(loaded, outputs, scales)
+
+
+def _detections(loaded: LoadedModel, outputs: dict[str, torch.Tensor],
+                scales: torch.Tensor) -> list[dict[str, Any]]:
+    """Per image: its detections after class-aware NMS, in its own pixels, best first.
+
+    The whole batch goes through :func:`padded_nms` and ``.tolist()`` once (per image, NMS
+    and the tensor-to-list steps cost more than onnxruntime's graph: bench/inference.py).
+
+    Shape:
+        boxes (N, D, 4), scores (N, D), labels (N, D), scales (N, 4) -> N dicts.
+    """
+    boxes, scores, labels = (outputs["boxes"].float(), outputs["scores"].float(),
+                             outputs["labels"])
+    order, kept = padded_nms(boxes, scores, labels, loaded.model.nms_iou)  # (N, D) each
+    n, d = order.shape
+    boxes = boxes.gather(1, order[:, :, None].expand(n, d, 4)) * scales[:, None, :]  # float32
     names = loaded.class_names
-    # .tolist() once per image: iterating tensors element by element cost more than the NMS
-    return [{"detections": [
-        {"label": names[k], "score": s, "box": [round(v, 2) for v in box]}
-        for box, s, k in zip((image["boxes"] * scale).tolist(), image["scores"].tolist(),
-                             image["labels"].tolist())]}
-        for image, scale in zip(found, scales)]
+    return [{"detections": [{"label": names[k], "score": s, "box": box}
+                            for box, s, k, keep in zip(*image) if keep]}
+            for image in zip(_rounded(boxes), scores.gather(1, order).tolist(),
+                             labels.gather(1, order).tolist(), kept.tolist())]
+
+
+def _rounded(values: torch.Tensor) -> list:
+    """float32 ``values`` rounded to 2 decimals as nested lists: the same floats as Python's
+    ``round(v, 2)`` on each, ten times faster (a batch of 256 x 20 boxes: 9.5 -> ~1 ms).
+
+    NumPy rounds as ``rint(v * 100) / 100``; for a float32 ``v`` the product is exact in float64
+    (24 + 7 bits < 53), rint rounds half to even as ``round`` does, and the division
+    returns the float nearest to the decimal, which is what ``round`` returns
+    (tests/export/test_task_predict_post.py checks a million values and the exact halves).
+    """
+    if values.dtype != torch.float32:
+        raise TypeError(f"_rounded needs float32 values (exact in float64 times 100), got "
+                        f"{values.dtype}")
+    return np.round(values.numpy().astype(np.float64), 2).tolist()
 
 
 def _masks(loaded: LoadedModel, outputs: dict[str, torch.Tensor],

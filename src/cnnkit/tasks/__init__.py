@@ -21,11 +21,11 @@ from cnnkit.tasks.fcos import FCOSDetector
 from cnnkit.tasks.localize import LocalizationModel
 from cnnkit.tasks.losses import dice_loss, giou_loss, sigmoid_focal_loss
 from cnnkit.tasks.metrics import LocalizationMetrics, SegmentationMetrics
-from cnnkit.tasks.nms import batched_nms, nms_reference
+from cnnkit.tasks.nms import batched_nms, nms_reference, padded_nms
 from cnnkit.tasks.segment import FCN, UNet
 
 __all__ = ["Detector", "FCN", "FCOSDetector", "LocalizationMetrics", "LocalizationModel",
            "SegmentationMetrics", "UNet", "batched_nms", "box_area", "box_iou",
            "build_task_model", "clip_boxes", "coco_evaluate", "cxcywh_to_xyxy", "default_for",
            "dice_loss", "elementwise_generalized_box_iou", "generalized_box_iou", "giou_loss",
-           "nms_reference", "sigmoid_focal_loss", "to_coco_results", "voc_ap", "xyxy_to_cxcywh"]
+           "nms_reference", "padded_nms", "sigmoid_focal_loss", "to_coco_results", "voc_ap", "xyxy_to_cxcywh"]

@@ -12,6 +12,7 @@ from torch import Tensor
 from cnnkit._checks import standardize_tuple
 
 __all__ = [
+    "batched_box_iou",
     "box_area",
     "box_iou",
     "generalized_box_iou",
@@ -62,12 +63,13 @@ def box_area(boxes: Tensor) -> Tensor:
 
 
 def _inter_union(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Pairwise intersection and union areas of ``a (N, 4)`` and ``b (M, 4)``, each (N, M)."""
-    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
-    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])  # (N, M, 2)
-    wh = (bottom_right - top_left).clamp(min=0)  # (N, M, 2)
+    """Pairwise intersection and union areas of ``a (..., N, 4)`` and ``b (..., M, 4)``, each
+    (..., N, M): leading dimensions (a batch of images) pair up one to one."""
+    top_left = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])  # (..., N, M, 2)
+    bottom_right = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])  # (..., N, M, 2)
+    wh = (bottom_right - top_left).clamp(min=0)  # (..., N, M, 2)
     inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
     return inter, union
 
 
@@ -100,6 +102,29 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         tensor([[0.3333]])
     """
     _check_pair(boxes1, boxes2)
+    inter, union = _inter_union(boxes1, boxes2)
+    return inter / union.clamp(min=_EPS)
+
+
+def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """:func:`box_iou` within each image of a batch (image i's boxes against image i's).
+
+    Shape:
+        boxes1 ``(B, N, 4)``, boxes2 ``(B, M, 4)`` -> IoU ``(B, N, M)``, values in [0, 1].
+
+    Raises:
+        TypeError: an argument is not a tensor.
+        ValueError: the arguments are not (B, N, 4) and (B, M, 4) with the same B.
+
+    Example:
+        >>> batched_box_iou(torch.tensor([[[0.0, 0, 2, 2]]]), torch.tensor([[[1.0, 0, 3, 2]]]))
+        tensor([[[0.3333]]])
+    """
+    _check_boxes(boxes1, "boxes1")
+    _check_boxes(boxes2, "boxes2")
+    if boxes1.ndim != 3 or boxes2.ndim != 3 or boxes1.shape[0] != boxes2.shape[0]:
+        raise ValueError(f"boxes1 and boxes2 must be (B, N, 4) and (B, M, 4) with the same B, "
+                         f"got shapes {tuple(boxes1.shape)!r} and {tuple(boxes2.shape)!r}")
     inter, union = _inter_union(boxes1, boxes2)
     return inter / union.clamp(min=_EPS)
 

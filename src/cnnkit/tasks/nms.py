@@ -1,8 +1,10 @@
-"""Class-aware non-maximum suppression: a vectorised torch version and a plain-Python reference.
+"""Class-aware non-maximum suppression: a vectorised torch version for one image's boxes
+(:func:`batched_nms`), one for a detector's padded top-D of a whole batch (:func:`padded_nms`,
+what prediction and evaluation run) and a plain-Python reference.
 
 torchvision's ``batched_nms`` is not available to us (torchvision does not work in this
 environment and cnnkit does not depend on it), so this module is our own implementation; the
-tests check it against :func:`nms_reference` on random boxes.
+tests check both against :func:`nms_reference` on random boxes.
 """
 from __future__ import annotations
 
@@ -11,9 +13,9 @@ import torch
 from torch import Tensor
 
 from cnnkit._checks import check_probability
-from cnnkit.tasks.boxes import box_iou
+from cnnkit.tasks.boxes import batched_box_iou, box_iou
 
-__all__ = ["batched_nms", "nms_reference"]
+__all__ = ["batched_nms", "nms_reference", "padded_nms"]
 
 
 def _check_inputs(boxes, scores, classes, iou_threshold) -> float:
@@ -89,23 +91,97 @@ def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: f
     return order[keep]
 
 
+def padded_nms(boxes: Tensor, scores: Tensor, labels: Tensor,
+               iou_threshold: float) -> tuple[Tensor, Tensor]:
+    """Class-aware greedy NMS of a whole batch of a detector's padded top-D at once.
+
+    The same rule as :func:`batched_nms` applied to each image's boxes with a score ``> 0``
+    (the padding of a top-D decode has score 0): visit them from the highest score down (ties
+    in input order) and drop a box whose IoU with a kept box of the same label is
+    ``> iou_threshold``. Labels are compared directly (no coordinate offset), and the greedy
+    loop runs once over the D ranks for every image together, so a batch costs D small steps
+    instead of one :func:`batched_nms` call per image (bench/inference.py, NMS column: 256
+    images of D = 20 took 61 ms image by image).
+
+    Args:
+        boxes: xyxy boxes in pixels.
+        scores: one score per box; ``<= 0`` marks padding.
+        labels: integer class per box.
+        iou_threshold: overlap in [0, 1] above which the lower-scored box is suppressed.
+
+    Shape:
+        boxes (N, D, 4), scores (N, D), labels (N, D) -> order (N, D) int64, kept (N, D) bool:
+        ``order[i]`` sorts image i's detections by descending score and ``kept[i, r]`` says
+        whether its rank-``r`` detection (``order[i, r]``) survives, so ``order[i][kept[i]]``
+        lists image i's surviving detections, best first.
+
+    Raises:
+        ValueError: shapes that do not match, or ``iou_threshold`` outside [0, 1].
+
+    Example:
+        >>> boxes = torch.tensor([[[0.0, 0, 10, 10], [1.0, 1, 10, 10], [0.0, 0, 10, 10]]])
+        >>> order, kept = padded_nms(boxes, torch.tensor([[0.9, 0.8, 0.7]]),
+        ...                          torch.tensor([[0, 0, 1]]), 0.5)
+        >>> order[0][kept[0]]
+        tensor([0, 2])
+    """
+    if boxes.ndim != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have shape (N, D, 4), got {tuple(boxes.shape)!r}")
+    n, d = boxes.shape[:2]
+    for name, value in (("scores", scores), ("labels", labels)):
+        if tuple(value.shape) != (n, d):
+            raise ValueError(f"{name} must have shape ({n}, {d}) to match boxes, got "
+                             f"{tuple(value.shape)!r}")
+    threshold = check_probability(iou_threshold, "iou_threshold", inclusive_high=True)
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices  # (N, D)
+    boxes = boxes.gather(1, order[:, :, None].expand(n, d, 4))  # (N, D, 4) by rank
+    labels = labels.gather(1, order)  # (N, D)
+    kept = scores.gather(1, order) > 0  # (N, D): padding is never kept
+    # overlaps[i, r, q]: rank r would suppress rank q if q > r (same label, IoU > threshold)
+    overlaps = ((batched_box_iou(boxes, boxes) > threshold)  # (N, D, D)
+                & (labels[:, :, None] == labels[:, None, :]))
+    _greedy(overlaps, kept, in_numpy=boxes.device.type == "cpu")
+    return order, kept
+
+
+def _greedy(overlaps: Tensor, kept: Tensor, *, in_numpy: bool) -> None:
+    """The greedy pass of :func:`padded_nms`, in place on ``kept``: rank by rank, each
+    surviving detection drops the later ranks it overlaps (only ``overlaps[:, r, r + 1:]`` is
+    read). ``in_numpy`` (CPU tensors only) runs it on NumPy views and visits only the ranks
+    that overlap a later one in some image: a few µs per rank instead of torch's ~10; the torch
+    loop needs no host synchronisation (GPU).
+
+    Shape:
+        overlaps (N, D, D) bool, kept (N, D) bool.
+    """
+    d = kept.shape[1]
+    if in_numpy:
+        rows, keep = np.triu(overlaps.numpy(), 1), kept.numpy()
+        ranks = np.flatnonzero(rows.any(axis=(0, 2)))
+    else:
+        rows, keep, ranks = overlaps, kept, range(d - 1)
+    for r in ranks:
+        keep[:, r + 1:] &= ~(rows[:, r, r + 1:] & keep[:, r, None])
+
+
 def kept_detections(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, *,
                     nms: bool = True) -> list[dict[str, Tensor]]:
     """A detector's padded top-D decode -> per-image detections: zero scores dropped, then
-    (optionally) class-aware NMS.
+    (optionally) class-aware NMS (:func:`padded_nms`, the whole batch at once).
 
     Shape:
         boxes (N, D, 4), scores (N, D), labels (N, D) -> N dicts of boxes (M, 4), scores (M,),
-        labels (M,), highest score first after NMS.
+        labels (M,): highest score first after NMS, in the input order without it.
     """
+    if not nms:
+        keep = scores > 0
+        return [{"boxes": b[k], "scores": s[k], "labels": lab[k]}
+                for b, s, lab, k in zip(boxes, scores, labels, keep)]
+    order, kept = padded_nms(boxes, scores, labels, iou_threshold)
     results = []
-    for b, s, lab in zip(boxes, scores, labels):
-        keep = s > 0
-        b, s, lab = b[keep], s[keep], lab[keep]
-        if nms and len(s):
-            order = batched_nms(b, s, lab, iou_threshold)
-            b, s, lab = b[order], s[order], lab[order]
-        results.append({"boxes": b, "scores": s, "labels": lab})
+    for b, s, lab, o, k in zip(boxes, scores, labels, order, kept):
+        index = o[k]  # (M,) image i's surviving detections, best first
+        results.append({"boxes": b[index], "scores": s[index], "labels": lab[index]})
     return results
 
 
