@@ -157,6 +157,8 @@ def test_padded_nms_bad_inputs_name_the_argument():
     from cnnkit.tasks.nms import padded_nms
 
     boxes = torch.zeros(2, 5, 4)
+    with pytest.raises(TypeError, match="scores must be a torch.Tensor, got list"):
+        padded_nms(boxes, [[0.5] * 5] * 2, torch.zeros(2, 5, dtype=torch.long), 0.5)
     with pytest.raises(ValueError, match=r"boxes must have shape \(N, D, 4\)"):
         padded_nms(torch.zeros(5, 4), torch.zeros(5), torch.zeros(5, dtype=torch.long), 0.5)
     with pytest.raises(ValueError, match=r"scores must have shape \(2, 5\)"):

@@ -116,6 +116,7 @@ def padded_nms(boxes: Tensor, scores: Tensor, labels: Tensor,
         lists image i's surviving detections, best first.
 
     Raises:
+        TypeError: an input is not a tensor.
         ValueError: shapes that do not match, or ``iou_threshold`` outside [0, 1].
 
     Example:
@@ -125,6 +126,9 @@ def padded_nms(boxes: Tensor, scores: Tensor, labels: Tensor,
         >>> order[0][kept[0]]
         tensor([0, 2])
     """
+    for name, value in (("boxes", boxes), ("scores", scores), ("labels", labels)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if boxes.ndim != 3 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must have shape (N, D, 4), got {tuple(boxes.shape)!r}")
     n, d = boxes.shape[:2]
