@@ -21,8 +21,9 @@ times, alternately in one process, the same graph in two runtimes:
   None``, so the steps around onnxruntime run on PyTorch's whole thread pool (the switch off).
 
 Per batch size it reports images/s (median over the repeats), and at batch 1 also the p50 and
-p99 latency of single-image calls (over all repeats' calls). Detection timings stop at the
-graph's outputs; the NMS post-step outside the graph is timed separately (``nms`` column of
+p99 latency of single-image calls (over all repeats' calls). For detection the eager and
+onnxruntime timings stop at the graph's outputs (``cnnkit predict`` includes the post-step);
+the NMS post-step outside the graph is also timed separately (``nms`` column of
 the detection rows: per image, ``padded_nms`` over a batch of 32 decoded top-k, as ``cnnkit
 predict`` runs it, and beside it the way before, ``batched_nms`` image by image).
 

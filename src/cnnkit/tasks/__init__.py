@@ -28,4 +28,5 @@ __all__ = ["Detector", "FCN", "FCOSDetector", "LocalizationMetrics", "Localizati
            "SegmentationMetrics", "UNet", "batched_nms", "box_area", "box_iou",
            "build_task_model", "clip_boxes", "coco_evaluate", "cxcywh_to_xyxy", "default_for",
            "dice_loss", "elementwise_generalized_box_iou", "generalized_box_iou", "giou_loss",
-           "nms_reference", "padded_nms", "sigmoid_focal_loss", "to_coco_results", "voc_ap", "xyxy_to_cxcywh"]
+           "nms_reference", "padded_nms", "sigmoid_focal_loss", "to_coco_results", "voc_ap",
+           "xyxy_to_cxcywh"]

@@ -100,8 +100,8 @@ def padded_nms(boxes: Tensor, scores: Tensor, labels: Tensor,
     in input order) and drop a box whose IoU with a kept box of the same label is
     ``> iou_threshold``. Labels are compared directly (no coordinate offset), and the greedy
     loop runs once over the D ranks for every image together, so a batch costs D small steps
-    instead of one :func:`batched_nms` call per image (bench/inference.py, NMS column: 256
-    images of D = 20 took 61 ms image by image).
+    instead of one :func:`batched_nms` call per image (bench/inference.py, NMS columns: 0.011
+    ms per image in a batch of 32 with D = 20, against 0.20 ms image by image).
 
     Args:
         boxes: xyxy boxes in pixels.
