@@ -12,14 +12,17 @@ import platform
 import resource
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from cnnkit.data.dataset import ImageData
 from cnnkit.data.idx import find_idx_pair, load_idx
+from cnnkit.viz import curves_job
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CNNKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -113,3 +116,19 @@ def cnnkit_argv() -> list[str]:
     """The command that starts ``cnnkit`` as a user does: this venv's console script."""
     script = Path(sys.executable).with_name("cnnkit")
     return [str(script)] if script.exists() else [sys.executable, "-m", "cnnkit.cli"]
+
+
+@contextmanager
+def run_folders(prefix: str = "cnnkit-bench-") -> Iterator[str]:
+    """A temporary folder for ``cnnkit train`` runs, removed only once their pictures are drawn.
+
+    ``cnnkit train`` exits before its background process has written ``curves.png``
+    (``cnnkit.viz.curves_job``); removing the folder at once races that process (``Directory
+    not empty``, seen in CI). On exit this waits for every run's drawing, then removes it.
+    """
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        try:
+            yield tmp
+        finally:
+            for log in Path(tmp).rglob(curves_job.LOG_NAME):
+                curves_job.wait_for(log.parent)

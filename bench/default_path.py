@@ -20,10 +20,10 @@ import argparse
 import json
 import statistics
 import subprocess
-import tempfile
 from pathlib import Path
 
-from bench._common import cnnkit_argv, machine_note, print_table
+from bench._common import cnnkit_argv, machine_note, print_table, run_folders
+from cnnkit.viz import curves_job
 
 COMMANDS = {
     "default": ["--data", "mnist"],
@@ -37,6 +37,7 @@ def run_once(flags: list[str], out: Path, epochs: int, extra: list[str]) -> dict
     argv = [*cnnkit_argv(), "train", *flags, "--epochs", str(epochs), "--out", str(out),
             "--overwrite", "--no-tensorboard", "--no-progress", *extra]
     done = subprocess.run(argv, capture_output=True, text=True)
+    curves_job.wait_for(out)  # its curves.png is drawn after it exits: not during the next run
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}")
     results = json.loads((out / "results.json").read_text())
@@ -54,7 +55,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     print(machine_note())
     runs: dict[str, list[dict]] = {name: [] for name in COMMANDS}
-    with tempfile.TemporaryDirectory(prefix="cnnkit-default-") as tmp:
+    with run_folders(prefix="cnnkit-default-") as tmp:
         for repeat in range(args.repeats):
             for i, (name, flags) in enumerate(COMMANDS.items()):
                 result = run_once(flags, Path(tmp) / f"run{i}", args.epochs, args.extra)

@@ -24,13 +24,12 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 import cnnkit
-from bench._common import REPO, SHARED_DATA, machine_note, print_table, timed
+from bench._common import REPO, SHARED_DATA, machine_note, print_table, run_folders, timed
 from cnnkit.data.open_annotated import open_annotated
 from cnnkit.run.task_predict import predict_task_images
 
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(machine_note())
     rows: dict[str, list[dict]] = {head: [] for head in args.heads}
-    with tempfile.TemporaryDirectory(prefix="cnnkit-bench-heads-") as tmp:
+    with run_folders(prefix="cnnkit-bench-heads-") as tmp:
         folder = Path(tmp)
         train = args.train_scenes or (QUICK_SCENES["train"] if args.quick else None)
         data = make_scenes(folder, train) if train else None

@@ -31,7 +31,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench._common import (REPO, SHARED_DATA, cnnkit_argv, machine_note, mean_std_percent,
-                           print_table, timed)
+                           print_table, run_folders, timed)
 
 RECIPE = "fashion-fast"
 
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     print(machine_note())
     print(f"settings: {settings}", flush=True)
     runs: dict[str, list[dict]] = {"cnnkit": [], "plain": []}
-    with tempfile.TemporaryDirectory() as folder:
+    with run_folders() as folder:
         for seed in range(args.seeds):
             runs["cnnkit"].append(run_cnnkit(args.data_dir, seed, args.epochs, folder))
             runs["plain"].append(run_plain(args.data_dir, seed, settings))

@@ -34,7 +34,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from bench._common import REPO, SHARED_DATA, machine_note, print_table
+from bench._common import REPO, SHARED_DATA, machine_note, print_table, run_folders
 
 MNIST_ANCHOR_S = 0.76  # tuomaso/train-mnist-fast: 99 % in 0.76 s on a GTX 1660 Ti
 
@@ -200,7 +199,7 @@ def section_pytest(smoke: bool, device: torch.device) -> dict:
 def section_mnist(smoke: bool, device: torch.device) -> dict:
     from bench.time_to_99 import TARGET, run_recipe  # import cost: the MNIST benchmark
 
-    with tempfile.TemporaryDirectory() as folder:
+    with run_folders() as folder:
         if smoke:  # the built-in 8x8 digits, one epoch, on the CPU
             command = [str(os.path.join(os.path.dirname(sys.executable), "cnnkit")), "train",
                        "--recipe", "mnist-fast", "--data", "digits", "--epochs", "1",

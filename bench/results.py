@@ -33,14 +33,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from bench._common import (REPO, SHARED_DATA, load_mnist, machine_note, mean_std_percent,
-                           print_table, timed)
+                           print_table, run_folders, timed)
 from bench.transfer import SPEC, accuracy, fit
 from cnnkit import Sequential
 from cnnkit.data.dataset import ImageData
@@ -203,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = args.only or [*ROWS, "transfer"]
     print(machine_note())
     table, details = [], {}
-    with tempfile.TemporaryDirectory(prefix="cnnkit-bench-results-") as tmp:
+    with run_folders(prefix="cnnkit-bench-results-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for row in rows:

@@ -23,13 +23,12 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from bench._common import cnnkit_argv, machine_note, print_table
+from bench._common import cnnkit_argv, machine_note, print_table, run_folders
 
 TARGETS = {"cnnkit --help": 0.3, "cnnkit models": 0.3, "cnnkit serve (auto, cached export)": 1.5}
 
@@ -124,7 +123,7 @@ def main(argv=None) -> None:
                         help="a classifier run folder to serve (default: train a small one)")
     args = parser.parse_args(argv)
     print(machine_note())
-    with tempfile.TemporaryDirectory(prefix="cnnkit-startup-") as tmp:
+    with run_folders(prefix="cnnkit-startup-") as tmp:
         run = args.run if args.run is not None else train_small_run(Path(tmp))
         times = measure(run, args.repeats)
     print_table(f"Start-up, seconds (median of {args.repeats} alternating fresh processes)",

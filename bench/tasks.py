@@ -21,10 +21,9 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from bench._common import REPO, SHARED_DATA, machine_note, print_table, timed
+from bench._common import REPO, SHARED_DATA, machine_note, print_table, run_folders, timed
 
 TASKS = {
     "localize": {"recipe": "mnist-localize", "metrics": ("accuracy", "mean_iou", "iou50"),
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     tasks = args.only or ["localize", "segment"]
     print(machine_note())
     table = []
-    with tempfile.TemporaryDirectory(prefix="cnnkit-bench-tasks-") as folder:
+    with run_folders(prefix="cnnkit-bench-tasks-") as folder:
         for task in tasks:
             rows = [run_seed(task, seed, folder) for seed in range(args.seeds)]
             table += summarise(task, rows)

@@ -27,7 +27,6 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench._common import (REPO, SHARED_DATA, load_mnist, machine_note, mean_std_percent,
-                           print_table, timed)
+                           print_table, run_folders, timed)
 
 TARGET = 0.99
 CURVES_WAIT_S = 60  # the background picture takes ~1 s; a minute means it is not coming
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(machine_note())
     runs, baseline = [], None
-    with tempfile.TemporaryDirectory() as folder:
+    with run_folders() as folder:
         for seed in range(args.seeds):
             runs.append(run_recipe(seed, folder))
             if seed == 0:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnkit import run as rf
 from cnnkit.cli import main as cli_main
+from cnnkit.train import pipeline
 from cnnkit.train.pipeline import train, write_curves
 from cnnkit.train.config import TrainConfig
 from cnnkit.viz import curves_job, plot_training_curves
@@ -110,3 +112,49 @@ def test_an_unknown_curves_flag_is_a_usage_error(capsys):
         cli_main(["train", "--curves", "never"])
     assert stop.value.code == 2
     assert "invalid choice: 'never'" in capsys.readouterr().err
+
+
+def test_wait_for_returns_once_the_drawing_child_has_finished(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    job = curves_job.start(_metrics(tmp_path), tmp_path / "curves.png")
+    # start() has returned and closed its own handle: the child (still importing matplotlib)
+    # holds the lock, so a waiter that will not block is refused
+    with open(tmp_path / curves_job.LOG_NAME, "rb") as log, pytest.raises(BlockingIOError):
+        fcntl.flock(log, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    curves_job.wait_for(tmp_path)
+    assert job.poll() == 0 and (tmp_path / "curves.png").is_file()
+    assert curves_job.wait_all() == [0]
+
+
+def test_wait_for_works_from_another_process(tmp_path):
+    # The case of a benchmark or a script: `cnnkit train` has exited, its child draws on.
+    job = curves_job.start(_metrics(tmp_path), tmp_path / "curves.png")
+    code = ("import sys; from pathlib import Path; from cnnkit.viz import curves_job\n"
+            "curves_job.wait_for(sys.argv[1]); print((Path(sys.argv[1]) / 'curves.png').is_file())")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
+    assert curves_job.wait_all() == [0]
+
+
+def test_wait_for_does_not_wait_without_a_drawing_child(tmp_path):
+    curves_job.wait_for(tmp_path)  # no log: nothing started here
+    curves_job.wait_for(tmp_path / "missing")  # no folder
+    (tmp_path / "metrics.jsonl").write_text("{oops\n")
+    job = curves_job.start(tmp_path / "metrics.jsonl", tmp_path / "curves.png")
+    assert curves_job.wait_all(timeout=120) == [1]
+    assert (tmp_path / curves_job.LOG_NAME).is_file()  # a failed child leaves its log ...
+    curves_job.wait_for(tmp_path)  # ... and no lock
+    assert job.poll() == 1
+
+
+def test_a_new_run_in_the_folder_waits_for_the_old_runs_picture(tmp_path):
+    # `cnnkit train --overwrite` (or --resume) into a folder whose last picture is still being
+    # drawn: the old picture lands before the new run starts, never over its files later.
+    (tmp_path / rf.CONFIG_FILE).write_text("{}")
+    job = curves_job.start(_metrics(tmp_path), tmp_path / "curves.png")
+    out = pipeline._prepare_out(TrainConfig(data="digits", out=str(tmp_path)), resume=False,
+                                overwrite=True)
+    assert out == tmp_path and job.poll() == 0 and (tmp_path / "curves.png").is_file()
+    assert curves_job.wait_all() == [0]

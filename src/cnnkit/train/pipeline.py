@@ -180,6 +180,10 @@ def _prepare_out(config: TrainConfig, resume: bool, overwrite: bool) -> Path:
         raise ValueError(f"--out {str(out)!r} is a folder of other files, not a run; choose a "
                          "new or empty folder, or pass --overwrite to add the run's files to it "
                          "(nothing there is deleted)")
+    if has_run:
+        # an earlier run's curves.png may still be drawing (curves="background"): let it land
+        # now, not over this run's files later
+        curves_job.wait_for(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
 

@@ -7,6 +7,11 @@ imports matplotlib and this package only (no torch) and writes the PNG atomicall
 sees either no file or the whole picture. Its errors go to ``curves.log`` beside the PNG, which
 the child removes when the picture is written.
 
+While the child draws it holds a lock on ``curves.log`` (an ``flock`` taken by :func:`start`
+before the child exists, kept by the child's stderr until it exits). :func:`wait_for` waits on
+that lock: code that removes or reuses a run folder right after ``cnnkit train`` (a benchmark,
+``--overwrite`` into the same folder) calls it first, so no picture lands in the folder after.
+
 The picture is the one :func:`cnnkit.viz.curves.plot_training_curves` draws in-process
 (``cnnkit train --curves now``); tests/viz/test_curves_job.py checks they are the same pixels.
 """
@@ -16,6 +21,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no flock, wait_for() cannot wait (the child still draws)
+    fcntl = None
 
 LOG_NAME = "curves.log"
 
@@ -40,12 +50,35 @@ def start(metrics: str | os.PathLike, png: str | os.PathLike) -> subprocess.Pope
     """
     png = Path(png)
     with open(png.with_name(LOG_NAME), "wb") as log:
+        if fcntl is not None:
+            # Locked before the child exists, so there is no moment a waiter could miss it; the
+            # lock belongs to the open file, which the child's stderr keeps until it exits.
+            fcntl.flock(log, fcntl.LOCK_EX)
         child = subprocess.Popen(
             [sys.executable, "-m", "cnnkit.viz.curves_job", os.fspath(metrics), os.fspath(png)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
             start_new_session=True)  # Ctrl-C in the terminal does not kill the picture
     _running.append(child)
     return child
+
+
+def wait_for(run: str | os.PathLike) -> None:
+    """Return once no background process is drawing into the folder ``run`` (at once if none).
+
+    Works across processes (the one that called :func:`start` may have exited): it waits on the
+    lock the drawing child holds on ``RUN/curves.log``. A finished or failed child holds none.
+
+    Example:
+        >>> wait_for("runs/mnist")  # doctest: +SKIP
+        >>> shutil.rmtree("runs/mnist")  # no picture is written into it after  # doctest: +SKIP
+    """
+    try:
+        log = open(Path(run) / LOG_NAME, "rb")
+    except (FileNotFoundError, NotADirectoryError):
+        return  # no log: no child started here, or its picture is written
+    with log:
+        if fcntl is not None:
+            fcntl.flock(log, fcntl.LOCK_SH)  # blocks while the child holds LOCK_EX
 
 
 def wait_all(timeout: float | None = None) -> list[int]:
