@@ -23,9 +23,11 @@ times, alternately in one process, the same graph in two runtimes:
 Per batch size it reports images/s (median over the repeats), and at batch 1 also the p50 and
 p99 latency of single-image calls (over all repeats' calls). For detection the eager and
 onnxruntime timings stop at the graph's outputs (``cnnkit predict`` includes the post-step);
-the NMS post-step outside the graph is also timed separately (``nms`` column of
-the detection rows: per image, ``padded_nms`` over a batch of 32 decoded top-k, as ``cnnkit
-predict`` runs it, and beside it the way before, ``batched_nms`` image by image).
+the NMS post-step outside the graph is also timed separately (``NMS`` columns of the
+detection rows: per image, ``padded_nms`` over the row's batch of decoded top-k as ``cnnkit
+predict`` runs it (in NumPy on the CPU), beside it the same in torch ops (its switch
+``cnnkit.tasks.nms.NUMPY_ON_CPU = False``) and the way before both, ``batched_nms`` image by
+image).
 
 The models: ``lenet5`` (28×28×1, 10 classes), ``resnet18`` (the zoo's, 32×32×3 small stem,
 10 classes), ``segment`` (the ``mnist-segment`` recipe's FCN, 96×96×1, 11 classes),
@@ -52,6 +54,7 @@ from cnnkit.run import threads as run_threads
 from cnnkit.run.folder import LoadedModel
 from cnnkit.run.task_predict import predict_task_images
 from cnnkit.tasks.build import HEADS, task_model
+from cnnkit.tasks import nms
 from cnnkit.tasks.nms import batched_nms, padded_nms
 from cnnkit.train.recipes import MNIST_DETECT_BACKBONE, MNIST_SEGMENT_BACKBONE
 
@@ -149,33 +152,42 @@ def measure(name: str, batches: list[int], repeats: int, seconds: float) -> list
                              "p50_ms": float(np.percentile(lat, 50)) if batch == 1 else None,
                              "p99_ms": float(np.percentile(lat, 99)) if batch == 1 else None})
         if loaded.task == "detect":
-            nms_ms, per_image_ms = _nms_ms(loaded, module)
+            post = {batch: _nms_ms(loaded, module, batch) for batch in batches}
             for row in rows:
-                row["nms_ms"], row["nms_image_by_image_ms"] = nms_ms, per_image_ms
+                row.update(post[row["batch"]])
     return rows
 
 
-def _nms_ms(loaded: LoadedModel, module) -> tuple[float, float]:
-    """Median ms per image of the class-aware NMS post-step on the graph's decoded top-k: as
-    ``predict_task_images`` runs it (:func:`cnnkit.tasks.nms.padded_nms` on a batch of 32),
-    and the way before it, image by image (drop the padding, ``batched_nms``)."""
-    x = torch.randint(0, 256, (32, *loaded.input_shape), dtype=torch.uint8)
+def _nms_ms(loaded: LoadedModel, module, batch: int) -> dict[str, float]:
+    """Median ms per image of the class-aware NMS post-step on the graph's decoded top-k of
+    ``batch`` images, three ways alternating: as ``predict_task_images`` runs it
+    (:func:`cnnkit.tasks.nms.padded_nms`, in NumPy on the CPU), the same in torch ops (its
+    switch ``NUMPY_ON_CPU`` off) and the way before both, image by image (``batched_nms``)."""
+    x = torch.randint(0, 256, (batch, *loaded.input_shape), dtype=torch.uint8)
     with torch.inference_mode():
         boxes, scores, labels = module(x)
+
+    def torch_ops():
+        nms.NUMPY_ON_CPU = False
+        try:
+            padded_nms(boxes, scores, labels, 0.5)
+        finally:
+            nms.NUMPY_ON_CPU = True
 
     def image_by_image():
         for b, s, lab in zip(boxes, scores, labels):
             keep = s > 0
             batched_nms(b[keep], s[keep], lab[keep], 0.5)
 
-    times = {"padded": [], "image by image": []}
-    for _ in range(21):  # alternating
-        for way, fn in (("padded", lambda: padded_nms(boxes, scores, labels, 0.5)),
-                        ("image by image", image_by_image)):
+    ways = {"nms_ms": lambda: padded_nms(boxes, scores, labels, 0.5),
+            "nms_torch_ops_ms": torch_ops, "nms_image_by_image_ms": image_by_image}
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    for _ in range(max(21, 2000 // batch)):  # alternating
+        for way, fn in ways.items():
             t0 = time.perf_counter()
             fn()
             times[way].append(time.perf_counter() - t0)
-    return tuple(statistics.median(times[way]) * 1e3 / len(x) for way in times)
+    return {way: statistics.median(times[way]) * 1e3 / batch for way in ways}
 
 
 def main(argv=None) -> None:
@@ -208,15 +220,15 @@ def main(argv=None) -> None:
                          f"{o['images_per_s'] / e['images_per_s']:.2f}",
                          f"{c['images_per_s']:.0f}", f"{c['images_per_s'] / best:.2f}",
                          f"{t['images_per_s'] / best:.2f}", *lat,
-                         f"{e['nms_ms']:.3f}" if "nms_ms" in e else "",
-                         f"{e['nms_image_by_image_ms']:.3f}" if "nms_ms" in e else ""])
+                         *(f"{e[key]:.3f}" if key in e else "" for key in
+                           ("nms_ms", "nms_torch_ops_ms", "nms_image_by_image_ms"))])
     print_table(f"Inference, images/s (median of {args.repeats} alternating rounds; "
                 f"{torch.get_num_threads()} threads each)",
                 ["model", "batch", "eager img/s", "onnxruntime img/s", "ort / eager",
                  "cnnkit predict img/s", "predict / best", "all torch threads / best",
                  "eager p50 / p99 ms",
                  "ort p50 / p99 ms", "predict p50 / p99 ms", "NMS ms/image",
-                 "NMS image by image"], rows)
+                 "NMS torch ops", "NMS image by image"], rows)
 
 
 if __name__ == "__main__":

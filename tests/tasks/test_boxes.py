@@ -104,3 +104,19 @@ def test_batched_box_iou_is_box_iou_image_by_image():
         batched_box_iou(a, b[:2])
     with pytest.raises(ValueError, match=r"\(B, N, 4\)"):
         batched_box_iou(a[0], b[0])
+
+
+def test_the_iou_in_numpy_is_the_iou_in_torch_bit_for_bit():
+    # padded_nms computes it in NumPy on the CPU: the same float32 operations in the same order
+    import numpy as np
+
+    from cnnkit.tasks.boxes import _iou
+
+    g = torch.Generator().manual_seed(0)
+    a = (torch.rand(8, 30, 4, generator=g) * 50).round(decimals=1)  # many inverted, some empty
+    b = torch.cat([a[:, :10], torch.rand(8, 15, 4, generator=g) * 50], dim=1)  # and equal ones
+    want = _iou(a, b)  # (8, 30, 25)
+    got = _iou(a.numpy(), b.numpy())
+    assert isinstance(got, np.ndarray) and got.dtype == np.float32
+    assert np.array_equal(got, want.numpy())
+    assert (want == 0).any() and (want == 1).any() and ((want > 0) & (want < 1)).any()

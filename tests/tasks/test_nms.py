@@ -1,6 +1,4 @@
 """Class-aware NMS: hand cases, and the vectorised version against the plain-Python reference."""
-import contextlib
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -112,16 +110,15 @@ def _padded(images, d: int):
 
 @settings(max_examples=60, deadline=None)
 @given(images=st.lists(_image, min_size=1, max_size=5),
-       threshold=st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.7, 1.0]), in_numpy=st.booleans())
-def test_padded_nms_matches_the_reference_image_by_image(images, threshold, in_numpy):
+       threshold=st.sampled_from([0.0, 0.1, 0.3, 0.5, 0.7, 1.0]), on_host=st.booleans())
+def test_padded_nms_matches_the_reference_image_by_image(images, threshold, on_host):
     from unittest import mock
 
     from cnnkit.tasks import nms
 
     boxes, scores, labels = _padded(images, d=12)
-    greedy = nms._greedy  # in_numpy False: the torch loop (the GPU's), run on the CPU
-    with mock.patch.object(nms, "_greedy", lambda o, k, in_numpy: greedy(o, k, in_numpy=False)
-                           ) if not in_numpy else contextlib.nullcontext():
+    # on_host False: the torch ops (the GPU's path), run on the CPU
+    with mock.patch.object(nms, "NUMPY_ON_CPU", on_host):
         order, kept = nms.padded_nms(boxes, scores, labels, threshold)
     assert order.shape == kept.shape == (len(images), 12) and kept.dtype == torch.bool
     for i in range(len(images)):
@@ -151,6 +148,38 @@ def test_padded_nms_is_the_same_as_batched_nms_on_a_detectors_top_d():
         assert torch.equal(boxes[i][order[i][kept[i]]], b[want])
         suppressed += len(s) - len(want)
     assert suppressed > 200  # the case is not trivial: NMS really dropped boxes
+
+
+def test_padded_nms_in_numpy_and_in_torch_give_the_same_answer():
+    from unittest import mock
+
+    from cnnkit.tasks import nms
+
+    g = torch.Generator().manual_seed(1)
+    xy = torch.rand(64, 20, 2, generator=g) * 12  # crowded float32 boxes, as a decode gives
+    boxes = torch.cat([xy, xy + 10 + torch.rand(64, 20, 2, generator=g) * 4], dim=2)
+    scores = torch.rand(64, 20, generator=g).mul(4).round().div(4)  # ties and padding
+    scores[::3, -1] = -0.0  # a negative zero is padding too, tied with 0.0
+    labels = torch.randint(0, 3, (64, 20), generator=g)
+    assert nms._on_host(boxes, scores, labels)
+    host = nms.padded_nms(boxes, scores, labels, 0.5)
+    with mock.patch.object(nms, "NUMPY_ON_CPU", False):  # the switch off
+        assert not nms._on_host(boxes, scores, labels)
+        ops = nms.padded_nms(boxes, scores, labels, 0.5)
+    assert host[0].dtype == ops[0].dtype == torch.int64 and host[1].dtype == torch.bool
+    assert torch.equal(host[0], ops[0]) and torch.equal(host[1], ops[1])
+    assert (~host[1] & (scores.gather(1, host[0]) > 0)).sum() > 200  # boxes really dropped
+
+
+def test_padded_nms_takes_bf16_and_tensors_that_require_grad():
+    from cnnkit.tasks import nms
+
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [1.0, 1, 10, 10], [0.0, 0, 10, 10]]])
+    scores, labels = torch.tensor([[0.9, 0.8, 0.7]]), torch.tensor([[0, 0, 1]])
+    assert not nms._on_host(boxes.bfloat16(), scores, labels)  # NumPy has no bf16: torch ops
+    for b, s in ((boxes.bfloat16(), scores.bfloat16()), (boxes.requires_grad_(), scores)):
+        order, kept = nms.padded_nms(b, s, labels, 0.5)
+        assert order[0][kept[0]].tolist() == [0, 2]
 
 
 def test_padded_nms_bad_inputs_name_the_argument():

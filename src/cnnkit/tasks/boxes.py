@@ -6,6 +6,7 @@ ops and work on any device and floating dtype.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -57,20 +58,37 @@ def box_area(boxes: Tensor) -> Tensor:
         tensor([6.])
     """
     _check_boxes(boxes, "boxes")
-    w = (boxes[..., 2] - boxes[..., 0]).clamp(min=0)
-    h = (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
-    return w * h
+    return _area(boxes)
 
 
-def _inter_union(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+# The private helpers below take torch tensors or NumPy arrays alike (padded_nms runs them in
+# NumPy on the CPU): the same element-wise float operations in the same order, so the same
+# numbers bit for bit (tests/tasks/test_boxes.py).
+
+def _area(boxes):
+    """``(..., 4)`` -> ``(...)`` areas, 0 for empty or inverted boxes (no checks)."""
+    return (boxes[..., 2] - boxes[..., 0]).clip(min=0) * (boxes[..., 3] - boxes[..., 1]).clip(min=0)
+
+
+def _inter_union(a, b):
     """Pairwise intersection and union areas of ``a (..., N, 4)`` and ``b (..., M, 4)``, each
-    (..., N, M): leading dimensions (a batch of images) pair up one to one."""
-    top_left = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])  # (..., N, M, 2)
-    bottom_right = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])  # (..., N, M, 2)
-    wh = (bottom_right - top_left).clamp(min=0)  # (..., N, M, 2)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
-    return inter, union
+    (..., N, M): leading dimensions (a batch of images) pair up one to one.
+
+    One coordinate at a time: NumPy broadcasts an innermost axis of 2 (x and y together) far
+    slower than one of M boxes (the IoU of 32 images x 20 x 20 boxes: 508 vs 77 µs, 2-core
+    AMD EPYC)."""
+    xp = np if isinstance(a, np.ndarray) else torch
+    a, b = a[..., :, None, :], b[..., None, :, :]  # (..., N, 1, 4), (..., 1, M, 4)
+    w = (xp.minimum(a[..., 2], b[..., 2]) - xp.maximum(a[..., 0], b[..., 0])).clip(min=0)
+    h = (xp.minimum(a[..., 3], b[..., 3]) - xp.maximum(a[..., 1], b[..., 1])).clip(min=0)
+    inter = w * h  # (..., N, M)
+    return inter, _area(a) + _area(b) - inter  # (..., N, 1) + (..., 1, M) - (..., N, M)
+
+
+def _iou(a, b):
+    """Pairwise IoU ``(..., N, M)`` of ``a (..., N, 4)`` and ``b (..., M, 4)`` (no checks)."""
+    inter, union = _inter_union(a, b)
+    return inter / union.clip(min=_EPS)
 
 
 def _check_pair(a, b) -> None:
@@ -102,8 +120,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         tensor([[0.3333]])
     """
     _check_pair(boxes1, boxes2)
-    inter, union = _inter_union(boxes1, boxes2)
-    return inter / union.clamp(min=_EPS)
+    return _iou(boxes1, boxes2)
 
 
 def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
@@ -125,8 +142,7 @@ def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     if boxes1.ndim != 3 or boxes2.ndim != 3 or boxes1.shape[0] != boxes2.shape[0]:
         raise ValueError(f"boxes1 and boxes2 must be (B, N, 4) and (B, M, 4) with the same B, "
                          f"got shapes {tuple(boxes1.shape)!r} and {tuple(boxes2.shape)!r}")
-    inter, union = _inter_union(boxes1, boxes2)
-    return inter / union.clamp(min=_EPS)
+    return _iou(boxes1, boxes2)
 
 
 def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:

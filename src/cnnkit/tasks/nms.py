@@ -13,9 +13,12 @@ import torch
 from torch import Tensor
 
 from cnnkit._checks import check_probability
-from cnnkit.tasks.boxes import batched_box_iou, box_iou
+from cnnkit.tasks.boxes import _iou, box_iou
 
 __all__ = ["batched_nms", "nms_reference", "padded_nms"]
+
+# Switch: False runs padded_nms in torch ops on the CPU too (the GPU's path; the same answer).
+NUMPY_ON_CPU = True
 
 
 def _check_inputs(boxes, scores, classes, iou_threshold) -> float:
@@ -101,7 +104,11 @@ def padded_nms(boxes: Tensor, scores: Tensor, labels: Tensor,
     ``> iou_threshold``. Labels are compared directly (no coordinate offset), and the greedy
     loop runs once over the D ranks for every image together, so a batch costs D small steps
     instead of one :func:`batched_nms` call per image (bench/inference.py, NMS columns: 0.011
-    ms per image in a batch of 32 with D = 20, against 0.20 ms image by image).
+    ms per image in a batch of 32 with D = 20, against 0.20 ms image by image). CPU tensors
+    are computed in NumPy (74 against 336 µs in torch ops for one image with D = 20, 1.2
+    against 1.5 ms for 256: bench/inference.py, NMS columns); other devices, bf16 and integer scores in torch
+    ops, with no host synchronisation (``NUMPY_ON_CPU = False``: torch ops on the CPU too).
+    Both give the same answer (tests/tasks/test_nms.py).
 
     Args:
         boxes: xyxy boxes in pixels.
@@ -137,35 +144,51 @@ def padded_nms(boxes: Tensor, scores: Tensor, labels: Tensor,
             raise ValueError(f"{name} must have shape ({n}, {d}) to match boxes, got "
                              f"{tuple(value.shape)!r}")
     threshold = check_probability(iou_threshold, "iou_threshold", inclusive_high=True)
+    if _on_host(boxes, scores, labels):
+        order, kept = _padded_nms_numpy(boxes.detach().numpy(), scores.detach().numpy(),
+                                        labels.detach().numpy(), threshold)
+        return torch.from_numpy(order), torch.from_numpy(kept)
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices  # (N, D)
     boxes = boxes.gather(1, order[:, :, None].expand(n, d, 4))  # (N, D, 4) by rank
     labels = labels.gather(1, order)  # (N, D)
     kept = scores.gather(1, order) > 0  # (N, D): padding is never kept
     # overlaps[i, r, q]: rank r would suppress rank q if q > r (same label, IoU > threshold)
-    overlaps = ((batched_box_iou(boxes, boxes) > threshold)  # (N, D, D)
-                & (labels[:, :, None] == labels[:, None, :]))
-    _greedy(overlaps, kept, in_numpy=boxes.device.type == "cpu")
+    overlaps = (_iou(boxes, boxes) > threshold) & (labels[:, :, None] == labels[:, None, :])
+    # Row r suppresses its later overlaps only if rank r itself survived; no host sync (GPU).
+    for r in range(d - 1):
+        kept[:, r + 1:] &= ~(overlaps[:, r, r + 1:] & kept[:, r, None])
     return order, kept
 
 
-def _greedy(overlaps: Tensor, kept: Tensor, *, in_numpy: bool) -> None:
-    """The greedy pass of :func:`padded_nms`, in place on ``kept``: rank by rank, each
-    surviving detection drops the later ranks it overlaps (only ``overlaps[:, r, r + 1:]`` is
-    read). ``in_numpy`` (CPU tensors only) runs it on NumPy views and visits only the ranks
-    that overlap a later one in some image: a few µs per rank instead of torch's ~10; the torch
-    loop needs no host synchronisation (GPU).
+def _on_host(boxes: Tensor, scores: Tensor, labels: Tensor) -> bool:
+    """Whether :func:`padded_nms` runs in NumPy: CPU tensors of dtypes NumPy has (not bf16),
+    floating scores (negated to sort them descending). NumPy's calls cost less than torch's
+    small ops for every batch size measured, 1 to 256 (bench/inference.py, NMS columns)."""
+    return NUMPY_ON_CPU and scores.is_floating_point() and all(
+        t.device.type == "cpu" and t.dtype != torch.bfloat16 for t in (boxes, scores, labels))
+
+
+def _padded_nms_numpy(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+                      threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`padded_nms` on NumPy arrays: the same sort, IoU (``boxes._iou``) and greedy rule.
+
+    The greedy pass visits only the ranks that overlap a later one in some image (a few µs
+    each): detections that overlap nothing cost nothing.
 
     Shape:
-        overlaps (N, D, D) bool, kept (N, D) bool.
+        boxes (N, D, 4), scores (N, D), labels (N, D) -> order (N, D) int64, kept (N, D) bool.
     """
-    d = kept.shape[1]
-    if in_numpy:
-        rows, keep = np.triu(overlaps.numpy(), 1), kept.numpy()
-        ranks = np.flatnonzero(rows.any(axis=(0, 2)))
-    else:
-        rows, keep, ranks = overlaps, kept, range(d - 1)
-    for r in ranks:
-        keep[:, r + 1:] &= ~(rows[:, r, r + 1:] & keep[:, r, None])
+    # stable: ties in input order, as torch.sort(stable=True); -0.0 == 0.0 keeps them tied
+    order = np.argsort(-scores, axis=1, kind="stable")  # (N, D)
+    boxes = np.take_along_axis(boxes, order[:, :, None], axis=1)  # (N, D, 4) by rank
+    labels = np.take_along_axis(labels, order, axis=1)  # (N, D)
+    kept = np.take_along_axis(scores, order, axis=1) > 0  # (N, D): padding is never kept
+    # rows[i, r, q]: rank r would suppress rank q > r (same label, IoU > threshold)
+    rows = np.triu((_iou(boxes, boxes) > threshold) & (labels[:, :, None] == labels[:, None, :]),
+                   1)  # (N, D, D)
+    for r in np.flatnonzero(rows.any(axis=(0, 2))):
+        kept[:, r + 1:] &= ~(rows[:, r, r + 1:] & kept[:, r, None])
+    return order.astype(np.int64, copy=False), kept
 
 
 def kept_detections(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, *,
