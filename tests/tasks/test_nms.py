@@ -182,6 +182,23 @@ def test_padded_nms_takes_bf16_and_tensors_that_require_grad():
         assert order[0][kept[0]].tolist() == [0, 2]
 
 
+def test_padded_nms_of_only_padding_and_of_a_few_real_boxes_in_a_long_top_d():
+    from unittest import mock
+
+    from cnnkit.tasks import nms
+
+    boxes = torch.tensor([[0.0, 0, 10, 10]]).repeat(3, 100, 1)  # all the same box
+    scores = torch.zeros(3, 100)
+    labels = torch.zeros(3, 100, dtype=torch.long)
+    scores[1, [40, 7, 90]] = torch.tensor([0.5, 0.5, 0.9])  # image 1: three real, image 0, 2: none
+    scores[2, 99] = 0.1
+    for on_host in (True, False):
+        with mock.patch.object(nms, "NUMPY_ON_CPU", on_host):
+            order, kept = nms.padded_nms(boxes, scores, labels, 0.5)
+        assert [order[i][kept[i]].tolist() for i in range(3)] == [[], [90], [99]]
+        assert order[1, :3].tolist() == [90, 7, 40]  # by score, ties in input order
+
+
 def test_padded_nms_bad_inputs_name_the_argument():
     from cnnkit.tasks.nms import padded_nms
 
