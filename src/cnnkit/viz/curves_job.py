@@ -53,7 +53,10 @@ def start(metrics: str | os.PathLike, png: str | os.PathLike) -> subprocess.Pope
         if fcntl is not None:
             # Locked before the child exists, so there is no moment a waiter could miss it; the
             # lock belongs to the open file, which the child's stderr keeps until it exits.
-            fcntl.flock(log, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(log, fcntl.LOCK_EX)
+            except OSError:  # a file system without locks: the picture is drawn all the same
+                pass
         child = subprocess.Popen(
             [sys.executable, "-m", "cnnkit.viz.curves_job", os.fspath(metrics), os.fspath(png)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
@@ -78,7 +81,10 @@ def wait_for(run: str | os.PathLike) -> None:
         return  # no log: no child started here, or its picture is written
     with log:
         if fcntl is not None:
-            fcntl.flock(log, fcntl.LOCK_SH)  # blocks while the child holds LOCK_EX
+            try:
+                fcntl.flock(log, fcntl.LOCK_SH)  # blocks while the child holds LOCK_EX
+            except OSError:  # a file system without locks: nothing to wait on
+                pass
 
 
 def wait_all(timeout: float | None = None) -> list[int]:
