@@ -120,3 +120,33 @@ def test_task_predictions_decode_beside_one_thread(tmp_path, two_threads):
     assert seen == [1, 2]
     assert found == again
     assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("task", ["segment", "detect"])
+def test_the_post_step_runs_beside_one_thread_too(tmp_path, two_threads, task, monkeypatch):
+    # The masks' and the NMS's torch ops on every thread left PyTorch's OpenMP workers
+    # spinning into the next call's graph: the post-step keeps the one thread as well.
+    from cnnkit.run import task_predict
+
+    run = write_task_run(tmp_path / "run", task)
+    loaded = use_backend(cnnkit.load(run), "onnxruntime")
+    seen = []
+    answers = task_predict._answers
+
+    def counting(*args):
+        seen.append(torch.get_num_threads())
+        return answers(*args)
+
+    monkeypatch.setattr(task_predict, "_answers", counting)
+    images = [*_pixels(2, 32), *_pixels(1, 40)]  # one image resized back from the model's size
+    found = predict_task_images(loaded, images)
+    assert torch.get_num_threads() == 2
+    monkeypatch.setattr(threads, "ONNX_TORCH_THREADS", None)  # the switch off
+    again = predict_task_images(loaded, images)
+    assert seen == [1, 2]
+    assert len(found) == 3 and torch.get_num_threads() == 2
+    for a, b in zip(found, again):  # the same answers either way
+        if task == "segment":
+            assert torch.equal(a["mask"], b["mask"]) and a["areas"] == b["areas"]
+        else:
+            assert a == b
