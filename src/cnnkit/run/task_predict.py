@@ -133,7 +133,7 @@ def predict_task_images(loaded: LoadedModel, images: Sequence[torch.Tensor], *,
     # One PyTorch thread beside onnxruntime, for the resize and normalisation before the graph
     # and the post-step after it: the post-step's ops on every thread left PyTorch's OpenMP
     # workers spinning into the next call's graph (bench/inference.py: segmentation predict at
-    # batch 32 was 0.85x bare onnxruntime).
+    # batch 32: 0.85x bare onnxruntime before, 1.06x after).
     with torch_threads_beside(outside):
         outputs = _decoded_in_batches(loaded, _to_model_size(loaded, images), batch_size)
         return _answers(loaded, outputs, [tuple(image.shape[-2:]) for image in images])
