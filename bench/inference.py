@@ -12,7 +12,10 @@ times, alternately in one process, the same graph in two runtimes:
 * ``eager``: the exported module (``cnnkit.export.wrapper.export_module``: preprocessing, the
   network and the decoding) called in PyTorch under ``torch.inference_mode``;
 * ``onnxruntime``: the ``.onnx`` file in an onnxruntime CPU session with the same thread count
-  (``cnnkit.export.onnx.onnx_session``, spinning off as ``cnnkit serve`` uses it);
+  and onnxruntime's own default of idle threads spinning between runs (the fastest for calls
+  back to back; ``cnnkit`` spins only inside a run, ``cnnkit.export.onnx.SPINNING``);
+* ``onnxruntime, 1 thread``: the same file in a session on one intra-op thread (faster than
+  all threads for a small network's single image: no other thread to wake);
 * ``cnnkit predict``: what ``cnnkit predict`` / ``cnnkit serve`` run per batch of decoded
   images, with the backend ``--backend auto`` chooses (``cnnkit.export.runtime.use_backend``):
   ``LoadedModel.predict_proba`` of a classifier, ``predict_task_images`` of a task run (the
@@ -20,7 +23,8 @@ times, alternately in one process, the same graph in two runtimes:
 * ``predict, all torch threads``: the same with ``cnnkit.run.threads.ONNX_TORCH_THREADS =
   None``, so the steps around onnxruntime run on PyTorch's whole thread pool (the switch off).
 
-Per batch size it reports images/s (median over the repeats), and at batch 1 also the p50 and
+Per batch size it reports images/s (median over the repeats), ``predict / best`` against the
+fastest of eager, onnxruntime and onnxruntime on one thread, and at batch 1 also the p50 and
 p99 latency of single-image calls (over all repeats' calls). For detection the eager and
 onnxruntime timings stop at the graph's outputs (``cnnkit predict`` includes the post-step);
 the NMS post-step outside the graph is also timed separately (``NMS`` columns of the
@@ -108,9 +112,14 @@ def measure(name: str, batches: list[int], repeats: int, seconds: float) -> list
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(loaded, Path(tmp) / f"{name}.onnx")
-        session = onnx_session(path, threads=threads)
+        session = onnx_session(path, threads=threads, spinning="always")  # onnxruntime's own
+        session_1 = onnx_session(path, threads=1)
         input_name = session.get_inputs()[0].name
         predictor = use_backend(build(name), "auto", cache_dir=Path(tmp) / "cache")
+        kept = getattr(predictor.forward, "single_session", None) is not None
+        print(f"  {name}: cnnkit predict runs single images on "
+              f"{'a one-thread session (measured faster)' if kept else 'the main session'}",
+              flush=True)
 
         def eager(x: np.ndarray):
             with torch.inference_mode():
@@ -118,6 +127,9 @@ def measure(name: str, batches: list[int], repeats: int, seconds: float) -> list
 
         def ort(x: np.ndarray):
             return session.run(None, {input_name: x})
+
+        def ort_1(x: np.ndarray):
+            return session_1.run(None, {input_name: x})
 
         def cnnkit_predict(x: np.ndarray):
             pixels = torch.from_numpy(x)  # (N, C, H, W) uint8
@@ -132,7 +144,8 @@ def measure(name: str, batches: list[int], repeats: int, seconds: float) -> list
             finally:
                 run_threads.ONNX_TORCH_THREADS = 1
 
-        runtimes = {"eager": eager, "onnxruntime": ort, "cnnkit predict": cnnkit_predict,
+        runtimes = {"eager": eager, "onnxruntime": ort, "onnxruntime, 1 thread": ort_1,
+                    "cnnkit predict": cnnkit_predict,
                     "predict, all torch threads": predict_torch_threads}
         rng = np.random.default_rng(0)
         rows = []
@@ -212,12 +225,13 @@ def main(argv=None) -> None:
         for batch in batches:
             pair = {r["runtime"]: r for r in results if r["model"] == name and r["batch"] == batch}
             e, o, c = pair["eager"], pair["onnxruntime"], pair["cnnkit predict"]
-            t = pair["predict, all torch threads"]
+            o1, t = pair["onnxruntime, 1 thread"], pair["predict, all torch threads"]
             lat = [f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}" if batch == 1 else ""
-                   for r in (e, o, c)]
-            best = max(e["images_per_s"], o["images_per_s"])
+                   for r in (e, o, o1, c)]
+            best = max(e["images_per_s"], o["images_per_s"], o1["images_per_s"])
             rows.append([name, batch, f"{e['images_per_s']:.0f}", f"{o['images_per_s']:.0f}",
                          f"{o['images_per_s'] / e['images_per_s']:.2f}",
+                         f"{o1['images_per_s']:.0f}",
                          f"{c['images_per_s']:.0f}", f"{c['images_per_s'] / best:.2f}",
                          f"{t['images_per_s'] / best:.2f}", *lat,
                          *(f"{e[key]:.3f}" if key in e else "" for key in
@@ -225,9 +239,10 @@ def main(argv=None) -> None:
     print_table(f"Inference, images/s (median of {args.repeats} alternating rounds; "
                 f"{torch.get_num_threads()} threads each)",
                 ["model", "batch", "eager img/s", "onnxruntime img/s", "ort / eager",
+                 "ort 1 thread img/s",
                  "cnnkit predict img/s", "predict / best", "all torch threads / best",
-                 "eager p50 / p99 ms",
-                 "ort p50 / p99 ms", "predict p50 / p99 ms", "NMS ms/image",
+                 "eager p50 / p99 ms", "ort p50 / p99 ms", "ort 1 thread p50 / p99 ms",
+                 "predict p50 / p99 ms", "NMS ms/image",
                  "NMS torch ops", "NMS image by image"], rows)
 
 

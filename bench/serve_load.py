@@ -3,8 +3,10 @@
 Section 1 (load): trains a small CNN on the built-in digits (a few seconds; or ``--run RUN``,
 or ``--model resnet18``: a zoo model with random weights), starts the server in a subprocess
 (uvicorn on 127.0.0.1), and runs ``--clients`` concurrent HTTP clients for ``--seconds`` each
-against three server settings, alternated: dynamic batching (max batch 32, wait 2 ms) with
-``--backend auto`` and with ``--backend torch``, and no batching (max batch 1, auto). The
+against four server settings, alternated: dynamic batching (max batch 32, wait 2 ms) with
+``--backend auto`` and with ``--backend torch``, the first with onnxruntime's idle threads
+spinning inside each run (``ServeConfig(spinning="run")``, ``cnnkit predict``'s default; the
+server's is ``"never"``), and no batching (max batch 1, auto). The
 clients mix JSON pixel arrays, multipart PNG uploads and JSON batches of 4 images. Reported:
 requests/s, images/s, p50/p99 latency, HTTP errors, and lost requests (sent but never answered).
 
@@ -51,7 +53,8 @@ SERVER_CODE = """
 import sys, uvicorn
 from cnnkit.serve import BatchConfig, ServeConfig, create_app
 run, port, max_batch, backend = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-config = ServeConfig(batch=BatchConfig(max_batch=max_batch, max_wait_ms=2.0), backend=backend)
+config = ServeConfig(batch=BatchConfig(max_batch=max_batch, max_wait_ms=2.0), backend=backend,
+                     spinning=sys.argv[5])
 uvicorn.run(create_app(run, config), host="127.0.0.1", port=port, log_level="warning")
 """
 
@@ -72,13 +75,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(run: Path, max_batch: int, backend: str) -> tuple[subprocess.Popen, str]:
+def start_server(run: Path, max_batch: int, backend: str,
+                 spinning: str = "never") -> tuple[subprocess.Popen, str]:
     """uvicorn in a subprocess; returns once /health answers."""
     import httpx
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-c", SERVER_CODE, str(run), str(port),
-                                str(max_batch), backend])
+                                str(max_batch), backend, spinning])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -160,6 +164,8 @@ def load_section(run: Path | None, clients: int, seconds: float, repeats: int,
         mix = request_mix(cnnkit.load(run).input_shape)
         servers = {"dynamic batching (max 32, 2 ms), auto": start_server(run, 32, "auto"),
                    "dynamic batching (max 32, 2 ms), torch": start_server(run, 32, "torch"),
+                   "dynamic batching, auto, onnxruntime spinning in runs": start_server(
+                       run, 32, "auto", "run"),
                    "no batching (max 1), auto": start_server(run, 1, "auto")}
         try:
             results = alternate({name: (lambda _r, url=url: asyncio.run(

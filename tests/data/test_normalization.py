@@ -100,3 +100,22 @@ def test_fit_rejects_float_images_and_empty_sets():
 def test_from_dict_rejects_unknown_keys():
     with pytest.raises(ValueError, match=r"unknown: \['scale'\]"):
         Normalization.from_dict({"mean": [0.5], "std": [0.5], "scale": 1})
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("stats", [((0.1307,), (0.3081,)), ((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))])
+def test_apply_numpy_is_apply_bit_for_bit(dtype, stats):
+    norm = Normalization(*stats)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (5, len(stats[0]), 7, 9)).astype(np.uint8)
+    x = pixels if dtype == np.uint8 else (pixels / 255.0).astype(np.float32)
+    out = norm.apply_numpy(x)
+    assert out.dtype == np.float32 and out.shape == x.shape
+    assert np.array_equal(out, norm.apply(torch.from_numpy(x)).numpy())  # bit for bit
+    assert np.array_equal(norm.apply_numpy(x[0]), out[0])  # one (C, H, W) image
+    assert not np.shares_memory(out, x)
+
+
+def test_apply_numpy_names_the_channel_mismatch():
+    with pytest.raises(ValueError, match=r"3 channel\(s\).*\(2, 1, 4, 4\)"):
+        Normalization((0.5,) * 3, (0.2,) * 3).apply_numpy(np.zeros((2, 1, 4, 4), np.uint8))

@@ -20,15 +20,18 @@ def test_inference_bench_prints_one_row_per_model_and_batch(capsys):
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         eager, ort, ratio = float(cells[2]), float(cells[3]), float(cells[4])
-        predict, share, switched_off = float(cells[5]), float(cells[6]), float(cells[7])
-        assert eager > 0 and ort > 0 and predict > 0 and switched_off > 0
+        ort_1, predict, share, switched_off = (float(c) for c in cells[5:9])
+        assert eager > 0 and ort > 0 and ort_1 > 0 and predict > 0 and switched_off > 0
         assert ratio == pytest.approx(ort / eager, rel=0.02, abs=0.01)
-        assert share == pytest.approx(predict / max(eager, ort), rel=0.02, abs=0.01)
-        if cells[1] == "1":  # single-image latency p50 <= p99, for all three runtimes
-            for cell in cells[8:11]:
+        assert share == pytest.approx(predict / max(eager, ort, ort_1), rel=0.02, abs=0.01)
+        if cells[1] == "1":  # single-image latency p50 <= p99, for all four runtimes
+            for cell in cells[9:13]:
                 p50, p99 = (float(v) for v in cell.split(" / "))
                 assert 0 < p50 <= p99
-        assert (cells[11] != "") == (cells[0] == "detect")  # NMS time only for detection
+        else:
+            assert cells[9:13] == [""] * 4
+        assert (cells[13] != "") == (cells[0] == "detect")  # NMS time only for detection
+    assert "lenet5: cnnkit predict runs single images on" in out
 
 
 def test_unknown_model_is_refused():

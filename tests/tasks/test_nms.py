@@ -216,3 +216,28 @@ def test_padded_nms_bad_inputs_name_the_argument():
     order, kept = padded_nms(torch.zeros(0, 5, 4), torch.zeros(0, 5),
                              torch.zeros(0, 5, dtype=torch.long), 0.5)
     assert order.shape == kept.shape == (0, 5)
+
+
+def test_padded_nms_of_one_real_box_per_image_and_of_integer_boxes():
+    from unittest import mock
+
+    from cnnkit.tasks import nms
+
+    # one real box per image: nothing to compare it with (the NumPy path skips the IoU)
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [0.0, 0, 10, 10]]]).repeat(2, 1, 1)
+    scores = torch.tensor([[0.0, 0.4], [0.7, 0.0]])
+    labels = torch.zeros(2, 2, dtype=torch.long)
+    order, kept = nms.padded_nms(boxes, scores, labels, 0.5)
+    assert [order[i][kept[i]].tolist() for i in range(2)] == [[1], [0]]
+    # integer pixel boxes: the same answer as their float copies, on both paths
+    g = torch.Generator().manual_seed(2)
+    xy = torch.randint(0, 12, (8, 10, 2), generator=g)
+    ints = torch.cat([xy, xy + 8 + torch.randint(0, 4, (8, 10, 2), generator=g)], dim=2)
+    scores = torch.rand(8, 10, generator=g)
+    labels = torch.randint(0, 2, (8, 10), generator=g)
+    want = nms.padded_nms(ints.float(), scores, labels, 0.4)
+    assert (~want[1]).sum() > 5  # boxes really dropped
+    for on_host in (True, False):
+        with mock.patch.object(nms, "NUMPY_ON_CPU", on_host):
+            got = nms.padded_nms(ints, scores, labels, 0.4)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

@@ -57,6 +57,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,72 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+#: use_backend also opens a one-thread onnxruntime session for single images and keeps it
+#: when it measures it faster than the main session on one image (False: never). Waking
+#: onnxruntime's other intra-op threads costs more than a small network's whole forward pass:
+#: LeNet-5's single image, 59 -> 41 µs on 2 cores (bench/inference.py); larger networks
+#: (ResNet-18, the detectors) are faster on all threads, and their second session is closed.
+SINGLE_IMAGE_SESSION = True
+SINGLE_IMAGE_GAIN = 0.9  # keep the one-thread session when its median is below 0.9x
+SINGLE_IMAGE_BUDGET_S = 0.2  # the measurement's time (at least 5 pairs of runs)
+SINGLE_IMAGE_MAX_S = 0.001  # only for networks whose single image takes under 1 ms
+
+
+def _session_of(forward, n: int):
+    """The session that runs a batch of ``n`` images: the one-thread one for single images."""
+    single = forward.single_session
+    return single if n == 1 and single is not None else forward.session
+
+
+def faster_alone(main_s: list[float], single_s: list[float],
+                 gain: float = SINGLE_IMAGE_GAIN) -> bool:
+    """Whether the one-thread session's median run time is below ``gain`` x the main one's."""
+    return float(np.median(single_s)) < gain * float(np.median(main_s))
+
+
+def single_image_session(path: Path | str, session, *, budget_s: float = SINGLE_IMAGE_BUDGET_S,
+                         min_pairs: int = 5, max_pairs: int = 40):
+    """A one-thread CPU session of ``path`` when it runs one image faster than ``session``.
+
+    Runs both on one zero image, alternately (the machine's load hits both alike), for about
+    ``budget_s`` seconds (at least ``min_pairs``, at most ``max_pairs`` pairs; after
+    ``min_pairs`` it stops as soon as the one-thread session is slower or below 0.7x), and
+    compares the medians with :func:`faster_alone`. Returns the new session, or None (it is closed).
+    Only for a CPU ``session`` on more than one thread (one thread has nothing to gain) and
+    a network whose single image takes under ``SINGLE_IMAGE_MAX_S`` on it (else no second
+    session is opened: the wake-up saved is a few µs of a longer run).
+    """
+    options = session.get_session_options()
+    if (session.get_providers() != [PROVIDERS["cpu"]]
+            or options.intra_op_num_threads == 1):
+        return None
+    meta = session.get_inputs()[0]
+    shape = [1] + [d if isinstance(d, int) else 1 for d in meta.shape[1:]]
+    feed = {meta.name: np.zeros(shape, dtype=np.float32)}
+    session.run(None, feed)  # warm-up: first-run allocations
+    main_s = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        main_s.append(time.perf_counter() - t0)
+    if float(np.median(main_s)) > SINGLE_IMAGE_MAX_S:
+        return None  # a network this slow gains nothing from skipping one thread's wake-up
+    single = onnx_session(path, threads=1)
+    single.run(None, feed)
+    main_s, single_s = [], []
+    start = time.perf_counter()
+    while len(main_s) < max_pairs:
+        for one, times in ((session, main_s), (single, single_s)):
+            t0 = time.perf_counter()
+            one.run(None, feed)
+            times.append(time.perf_counter() - t0)
+        if len(main_s) >= min_pairs and (time.perf_counter() - start > budget_s
+                                         or not faster_alone(main_s, single_s, 1.0)
+                                         or faster_alone(main_s, single_s, 0.7)):
+            break  # out of time, or already clear: slower, or faster by far
+    return single if faster_alone(main_s, single_s) else None
+
+
 class OnnxForward:
     """The network's forward pass in onnxruntime, called like the model.
 
@@ -109,15 +176,25 @@ class OnnxForward:
     #: (cnnkit.run.threads).
     computes_outside_torch = True
 
-    def __init__(self, session, path: Path | str, output_kind: str = LOGITS):
+    def __init__(self, session, path: Path | str, output_kind: str = LOGITS, *,
+                 single_session=None):
         self.session = session
         self.path = str(path)
         self.output_kind = output_kind
+        self.single_session = single_session
+
+    def numpy_forward(self, pixels: np.ndarray) -> np.ndarray:
+        """The logits of normalised float32 pixels, NumPy in and out.
+
+        Shape:
+            (N, C, H, W) float32 -> (N, K) float32.
+        """
+        (logits,) = _session_of(self, len(pixels)).run(["logits"], {"images": pixels})
+        return logits
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         pixels = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        (logits,) = self.session.run(["logits"], {"images": pixels})
-        return torch.from_numpy(logits).to(x.device)
+        return torch.from_numpy(self.numpy_forward(pixels)).to(x.device)
 
     def __repr__(self) -> str:
         return f"OnnxForward({self.path!r})"
@@ -144,15 +221,16 @@ class OnnxTaskForward:
     """
 
     def __init__(self, session, path: Path | str, output_names: tuple[str, ...],
-                 network: torch.nn.Module):
+                 network: torch.nn.Module, *, single_session=None):
         self.session = session
         self.path = str(path)
         self.output_names = tuple(output_names)
         self.network = network
+        self.single_session = single_session
 
     def decoded(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         pixels = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        arrays = self.session.run(list(self.output_names), {"images": pixels})
+        arrays = _session_of(self, len(pixels)).run(list(self.output_names), {"images": pixels})
         return {name: torch.from_numpy(a).to(x.device)
                 for name, a in zip(self.output_names, arrays)}
 
@@ -201,14 +279,16 @@ def _remove_other_entries(keep: Path) -> None:
             old.unlink(missing_ok=True)
 
 
-def _session_for(loaded: LoadedModel, path: Path, providers: list[str], check: bool):
+def _session_for(loaded: LoadedModel, path: Path, providers: list[str], check: bool,
+                 spinning: str | None = None):
     """An ``InferenceSession`` of ``path`` (optionally checked against PyTorch on one batch).
 
     Raises:
         ExportError: onnxruntime cannot read the file, or (``check``) it differs from PyTorch.
     """
     try:
-        session = onnx_session(path, threads=torch.get_num_threads(), providers=providers)
+        session = onnx_session(path, threads=torch.get_num_threads(), providers=providers,
+                               spinning=spinning)
     except Exception as error:  # onnxruntime raises its own exception types
         raise ExportError(f"onnxruntime cannot load {str(path)!r}: {error}") from error
     if check:
@@ -218,7 +298,8 @@ def _session_for(loaded: LoadedModel, path: Path, providers: list[str], check: b
 
 
 def onnx_forward(loaded: LoadedModel, *, cache_dir: str | Path | None = None,
-                 export: bool = True) -> OnnxForward | OnnxTaskForward | None:
+                 export: bool = True,
+                 spinning: str | None = None) -> OnnxForward | OnnxTaskForward | None:
     """Export (or reuse) ``loaded``'s network as ONNX and return its onnxruntime forward.
 
     A classifier gets an :class:`OnnxForward` (the bare network), a task run an
@@ -228,6 +309,8 @@ def onnx_forward(loaded: LoadedModel, *, cache_dir: str | Path | None = None,
         loaded: the trained model (any device; exported from a CPU copy).
         cache_dir: the folder of the cache (``RUN/.cache``); None: a temporary file.
         export: False: only reuse a cached export; return None when there is none.
+        spinning: how onnxruntime's idle threads wait (``cnnkit.export.onnx.onnx_session``;
+            None: ``cnnkit.export.onnx.SPINNING``, spinning inside a run only).
 
     Raises:
         ExportError: the export fails or does not match PyTorch.
@@ -238,10 +321,14 @@ def onnx_forward(loaded: LoadedModel, *, cache_dir: str | Path | None = None,
     providers.append(PROVIDERS["cpu"])
     network = loaded.model
 
-    def wrap(session, path):
+    def wrap(session, path, file=None):  # file: where to read a second session (path)
+        single = single_image_session(file or path, session) if SINGLE_IMAGE_SESSION else None
+        if single is not None:
+            logger.info("onnxruntime: single images on a one-thread session (measured faster)")
         if loaded.task == "classify":
-            return OnnxForward(session, path, output_kind(network))
-        return OnnxTaskForward(session, path, TASK_OUTPUTS[loaded.task], network)
+            return OnnxForward(session, path, output_kind(network), single_session=single)
+        return OnnxTaskForward(session, path, TASK_OUTPUTS[loaded.task], network,
+                               single_session=single)
 
     if device.type != "cpu":  # the exporter traces on the CPU
         loaded = dataclasses.replace(loaded, model=copy.deepcopy(loaded.model).cpu())
@@ -249,7 +336,7 @@ def onnx_forward(loaded: LoadedModel, *, cache_dir: str | Path | None = None,
         path = Path(cache_dir) / f"{CACHE_PREFIX}{cache_key(loaded)}.onnx"
         if path.is_file():
             try:
-                session = _session_for(loaded, path, providers, check=True)
+                session = _session_for(loaded, path, providers, check=True, spinning=spinning)
                 logger.info("onnxruntime: reusing %s", path)
                 return wrap(session, path)
             except ExportError as error:
@@ -266,13 +353,14 @@ def onnx_forward(loaded: LoadedModel, *, cache_dir: str | Path | None = None,
         else:
             _remove_other_entries(path)
             logger.info("onnxruntime: exported %s (once for these weights)", path)
-            return wrap(_session_for(loaded, path, providers, check=False), path)
+            return wrap(_session_for(loaded, path, providers, check=False, spinning=spinning),
+                        path)
     if not export:
         return None
     with tempfile.TemporaryDirectory(prefix="cnnkit-onnx-") as tmp:
         path = export_onnx(loaded, Path(tmp) / "model.onnx", fold_normalization=False)
-        session = _session_for(loaded, path, providers, check=False)
-    return wrap(session, "(temporary file)")
+        session = _session_for(loaded, path, providers, check=False, spinning=spinning)
+        return wrap(session, "(temporary file)", path)
 
 
 def _unavailable_reason(loaded: LoadedModel) -> str | None:
@@ -298,7 +386,8 @@ def _unavailable_reason(loaded: LoadedModel) -> str | None:
 
 
 def use_backend(loaded: LoadedModel, backend: str = "auto", *,
-                cache_dir: str | Path | None = None, export: bool = True) -> LoadedModel:
+                cache_dir: str | Path | None = None, export: bool = True,
+                spinning: str | None = None) -> LoadedModel:
     """Make ``loaded.predict*`` run on ``backend``; ``loaded.backend`` says which it got.
 
     Args:
@@ -308,6 +397,10 @@ def use_backend(loaded: LoadedModel, backend: str = "auto", *,
         export: False: ``"auto"`` uses onnxruntime only if an export is already cached (for
             small jobs, which the few seconds of a first export would slow down);
             ``"onnxruntime"`` always exports when it must.
+        spinning: how onnxruntime's idle intra-op threads wait, one of
+            ``cnnkit.export.onnx.SPINNING_MODES`` (None: ``SPINNING``, ``"run"``: busy-wait
+            inside a run only, the fastest for predictions one after another); ``cnnkit
+            serve`` uses ``"never"``, which leaves the cores to the event loop.
 
     Raises:
         ValueError: an unknown backend, or ``"onnxruntime"`` where it cannot run.
@@ -329,7 +422,7 @@ def use_backend(loaded: LoadedModel, backend: str = "auto", *,
         return _fall_back(loaded, reason, logging.INFO)
     try:
         forward = onnx_forward(loaded, cache_dir=cache_dir,
-                               export=export or backend == "onnxruntime")
+                               export=export or backend == "onnxruntime", spinning=spinning)
     except (ExportError, ImportError) as error:
         if backend == "onnxruntime":
             raise

@@ -8,6 +8,8 @@ tests check both against :func:`nms_reference` on random boxes.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -174,26 +176,47 @@ def _padded_nms_numpy(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
     """:func:`padded_nms` on NumPy arrays: the same sort, IoU (``boxes._iou``) and greedy rule.
 
     The greedy pass visits only the ranks that overlap a later one in some image (a few µs
-    each): detections that overlap nothing cost nothing.
+    each): detections that overlap nothing cost nothing, and fewer than two real detections
+    per image need no IoU at all. Rows are picked by fancy indexing with a cached row index
+    and the upper triangle by a cached mask: ``take_along_axis`` and ``triu`` build their
+    index arrays on every call (one image of 20 boxes: 56 -> 30 µs, 2-core AMD EPYC).
 
     Shape:
         boxes (N, D, 4), scores (N, D), labels (N, D) -> order (N, D) int64, kept (N, D) bool.
     """
+    image = _row_index(len(scores))  # (N, 1): each row's image
     # stable: ties in input order, as torch.sort(stable=True); -0.0 == 0.0 keeps them tied
     order = np.argsort(-scores, axis=1, kind="stable")  # (N, D)
-    kept = np.take_along_axis(scores, order, axis=1) > 0  # (N, D): padding is never kept
+    kept = scores[image, order] > 0  # (N, D): padding is never kept
     # Sorted, every image's real detections come first: ranks past the longest run of them are
     # padding everywhere and need no IoU (a weak detector's top-100 may hold 3 real boxes).
     r_max = int(kept.sum(axis=1).max(initial=0))
-    ranked = order[:, :r_max]  # (N, R)
-    boxes = np.take_along_axis(boxes, ranked[:, :, None], axis=1)  # (N, R, 4) by rank
-    labels = np.take_along_axis(labels, ranked, axis=1)  # (N, R)
-    # rows[i, r, q]: rank r would suppress rank q > r (same label, IoU > threshold)
-    rows = np.triu((_iou(boxes, boxes) > threshold) & (labels[:, :, None] == labels[:, None, :]),
-                   1)  # (N, R, R)
-    for r in np.flatnonzero(rows.any(axis=(0, 2))):
-        kept[:, r + 1:r_max] &= ~(rows[:, r, r + 1:] & kept[:, r, None])
+    if r_max > 1:
+        ranked = order[:, :r_max]  # (N, R)
+        boxes = boxes[image, ranked]  # (N, R, 4) by rank
+        labels = labels[image, ranked]  # (N, R)
+        # rows[i, r, q]: rank r would suppress rank q > r (same label, IoU > threshold)
+        rows = ((_iou(boxes, boxes) > threshold) & (labels[:, :, None] == labels[:, None, :])
+                & _above_diagonal(r_max))  # (N, R, R)
+        for r in np.flatnonzero(rows.any(axis=(0, 2))):
+            kept[:, r + 1:r_max] &= ~(rows[:, r, r + 1:] & kept[:, r, None])
     return order.astype(np.int64, copy=False), kept
+
+
+@functools.lru_cache(maxsize=16)
+def _row_index(n: int) -> np.ndarray:
+    """``(n, 1)`` row numbers, read-only: ``a[_row_index(n), order]`` gathers along axis 1."""
+    index = np.arange(n)[:, None]
+    index.flags.writeable = False
+    return index
+
+
+@functools.lru_cache(maxsize=16)
+def _above_diagonal(r: int) -> np.ndarray:
+    """``(r, r)`` bool, True above the diagonal (``np.triu(ones, 1)``), read-only."""
+    mask = np.triu(np.ones((r, r), dtype=bool), 1)
+    mask.flags.writeable = False
+    return mask
 
 
 def kept_detections(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, *,
