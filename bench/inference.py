@@ -116,7 +116,9 @@ def measure(name: str, batches: list[int], repeats: int, seconds: float) -> list
         session_1 = onnx_session(path, threads=1)
         input_name = session.get_inputs()[0].name
         predictor = use_backend(build(name), "auto", cache_dir=Path(tmp) / "cache")
-        kept = getattr(predictor.forward, "single_session", None) is not None
+        forward = predictor.forward
+        kept = (getattr(forward, "pixel_session", None) or getattr(forward, "single_session",
+                                                                   None)) is not None
         print(f"  {name}: cnnkit predict runs single images on "
               f"{'a one-thread session (measured faster)' if kept else 'the main session'}",
               flush=True)

@@ -1,7 +1,8 @@
 """The short path of a prediction on onnxruntime: images prepared in NumPy
-(``LoadedModel._prepare_numpy``, switch ``cnnkit.run.folder.PREPARE_IN_NUMPY``) and single
-images on a one-thread session (``cnnkit.export.runtime.single_image_session``, switch
-``SINGLE_IMAGE_SESSION``). Both must give the results of the long path."""
+(``LoadedModel._prepare_numpy``, switch ``cnnkit.run.folder.PREPARE_IN_NUMPY``), single images
+on a one-thread session, for a classifier of the graph of pixels to probabilities
+(``cnnkit.export.single_image``, switch ``SINGLE_IMAGE_SESSION``), and onnxruntime's threads
+spinning inside a run only. Each must give the results of the long path."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,10 +14,12 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip ins
 
 import cnnkit  # noqa: E402
 from cnnkit.data.normalization import Normalization  # noqa: E402
-from cnnkit.export import runtime  # noqa: E402
+from cnnkit.export import single_image  # noqa: E402
 from cnnkit.export.onnx import onnx_session  # noqa: E402
-from cnnkit.export.runtime import (OnnxForward, OnnxTaskForward, faster_alone,  # noqa: E402
-                                   single_image_session, use_backend)
+from cnnkit.export.runtime import OnnxForward, OnnxTaskForward, use_backend  # noqa: E402
+from cnnkit.export.single_image import (faster_alone, pixel_graph,  # noqa: E402
+                                        single_image_session)
+from cnnkit.run.outputs import LOG_PROBS, LOGITS, PROBS  # noqa: E402
 from cnnkit.models import Sequential  # noqa: E402
 from cnnkit.run import folder  # noqa: E402
 from cnnkit.run.task_predict import predict_task_images  # noqa: E402
@@ -97,7 +100,7 @@ def test_predictions_prepared_in_numpy_equal_the_torch_steps(tmp_path, normaliza
                                                              monkeypatch, two_threads):
     loaded = use_backend(cnnkit.load(_run(tmp_path, normalization)), "onnxruntime")
     loaded.forward.session = counting = CountingSession(loaded.forward.session)
-    loaded.forward.single_session = None
+    loaded.forward.pixel_session = None
     torch_steps = []
     prepare = loaded._prepare
     loaded._prepare = lambda images: torch_steps.append(len(images)) or prepare(images)
@@ -116,20 +119,43 @@ def test_predictions_prepared_in_numpy_equal_the_torch_steps(tmp_path, normaliza
     assert loaded.predict_proba(_pixels(3, 20)).shape == (3, 3)
 
 
-def test_a_single_image_session_runs_single_images_only(tmp_path, two_threads):
-    loaded = cnnkit.load(_run(tmp_path, Normalization((0.3,), (0.4,))), backend="onnxruntime")
+@pytest.mark.parametrize("normalization", [None, Normalization((0.3,), (0.4,))])
+def test_the_pixel_graph_runs_single_uint8_images_only(tmp_path, two_threads, normalization):
+    loaded = cnnkit.load(_run(tmp_path, normalization), backend="onnxruntime")
     forward = loaded.forward
     main = CountingSession(forward.session)
-    single = CountingSession(onnx_session(forward.path, threads=1))
+    pixels_session = CountingSession(onnx_session(
+        pixel_graph(forward.path, normalization, forward.output_kind), threads=1))
     loaded.forward = OnnxForward(main, forward.path, forward.output_kind,
-                                 single_session=single)
+                                 pixel_session=pixels_session)
     pixels = _pixels(5)
     ones = torch.cat([loaded.predict_proba(p) for p in pixels])
     batch = loaded.predict_proba(pixels)
-    assert single.batches == [1] * 5 and main.batches == [5]
+    floats = loaded.predict_proba(pixels[:1].float() / 255)
+    assert pixels_session.batches == [1] * 5 and main.batches == [5, 1]  # floats: the main one
     torch.testing.assert_close(ones, batch, atol=1e-6, rtol=1e-5)
-    loaded.outputs(pixels[:1])  # the PyTorch-tensor call goes the same way
-    assert single.batches == [1] * 6
+    torch.testing.assert_close(ones[:1], floats, atol=1e-6, rtol=1e-5)
+    torch_probs = cnnkit.load(tmp_path / "run").predict_proba(pixels)
+    torch.testing.assert_close(ones, torch_probs, atol=1e-5, rtol=1e-4)
+    loaded.predict_proba(pixels[0], tta=True)  # a flip to average: the usual steps
+    assert pixels_session.batches == [1] * 5
+
+
+@pytest.mark.parametrize("kind", [LOGITS, LOG_PROBS, PROBS])
+def test_the_pixel_graph_ends_in_probabilities_for_every_output_kind(tmp_path, kind):
+    from cnnkit.run.outputs import to_probabilities
+
+    normalization = Normalization((0.3,), (0.4,))
+    loaded = cnnkit.load(_run(tmp_path, normalization), backend="onnxruntime")
+    path = loaded.forward.path
+    session = onnx_session(pixel_graph(path, normalization, kind))
+    image = _pixels(3).numpy()
+    (got,) = session.run(["probabilities"], {"pixels": image})
+    (logits,) = loaded.forward.session.run(["logits"],
+                                           {"images": normalization.apply_numpy(image)})
+    want = to_probabilities(torch.from_numpy(logits), kind).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert session.get_inputs()[0].type == "tensor(uint8)"
 
 
 def test_a_task_forward_decodes_single_images_on_its_single_session(tmp_path, two_threads):
@@ -158,12 +184,36 @@ def test_single_image_session_is_measured_and_only_where_it_can_gain(tmp_path, m
     single = single_image_session(path, session, budget_s=0.05)
     if single is not None:  # the measurement's call; when kept, it runs on one thread
         assert single.get_session_options().intra_op_num_threads == 1
+    graph = pixel_graph(path, None)
+    pixels = single_image_session(path, session, graph=graph, budget_s=0.05)
+    if pixels is not None:  # the pixel graph's one-thread session
+        assert pixels.get_inputs()[0].name == "pixels"
     assert single_image_session(path, onnx_session(path, threads=1)) is None  # nothing to gain
-    monkeypatch.setattr(runtime, "SINGLE_IMAGE_MAX_S", 0.0)  # "a network too slow to gain"
+    monkeypatch.setattr(single_image, "MAX_S", 0.0)  # "a network too slow to gain"
     assert single_image_session(path, session) is None
-    monkeypatch.setattr(runtime, "SINGLE_IMAGE_SESSION", False)  # the switch off
-    assert use_backend(cnnkit.load(_run(tmp_path, None, "again")),
-                       "onnxruntime").forward.single_session is None
+    assert cnnkit.load(_run(tmp_path, None, "slow"),
+                       backend="onnxruntime").forward.pixel_session is None
+    monkeypatch.undo()
+    monkeypatch.setattr(single_image, "SINGLE_IMAGE_SESSION", False)  # the switch off
+    assert cnnkit.load(_run(tmp_path, None, "again"),
+                       backend="onnxruntime").forward.pixel_session is None
+
+
+def test_a_pixel_graph_that_differs_from_its_network_is_not_used(tmp_path, monkeypatch,
+                                                                 two_threads, caplog):
+    from cnnkit.export import runtime
+
+    # A graph built with another normalisation than the run's: the check on a random image
+    # must catch it and leave single images to the usual steps.
+    wrong = single_image.pixel_graph
+    monkeypatch.setattr(single_image, "pixel_graph", lambda path, normalization, kind: wrong(
+        path, Normalization((0.9,), (0.1,)), kind))
+    monkeypatch.setattr(single_image, "faster_alone", lambda *a, **k: True)  # "measured faster"
+    loaded = cnnkit.load(_run(tmp_path, Normalization((0.3,), (0.4,))))
+    with caplog.at_level("WARNING", logger=runtime.__name__):
+        use_backend(loaded, "onnxruntime")
+    assert loaded.forward.pixel_session is None
+    assert "differs from its network" in caplog.text
 
 
 def test_faster_alone_compares_medians_with_the_gain():

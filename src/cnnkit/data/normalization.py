@@ -144,7 +144,7 @@ class Normalization:
             TypeError: ``x`` is not a tensor.
             ValueError: the channel count of ``x`` is not ``len(mean)``.
         """
-        scale, shift = self._scale_shift(self._check_images(x) == torch.uint8)
+        scale, shift = self.scale_shift(self._check_images(x) == torch.uint8)
         scale = torch.tensor(scale, dtype=torch.float32, device=x.device)
         shift = torch.tensor(shift, dtype=torch.float32, device=x.device)
         out = x.to(torch.float32, copy=True).mul_(scale.view(-1, 1, 1))  # (C,) -> (C, 1, 1)
@@ -165,13 +165,13 @@ class Normalization:
         if x.ndim not in (3, 4) or x.shape[-3] != self.channels:
             raise ValueError(f"images must have {self.channels} channel(s) on axis -3 of an "
                              f"(N, C, H, W) or (C, H, W) array, got shape {x.shape!r}")
-        scale, shift = self._scale_shift(x.dtype == np.uint8)
+        scale, shift = self.scale_shift(x.dtype == np.uint8)
         out = x.astype(np.float32)  # a copy
         out *= np.asarray(scale, dtype=np.float32).reshape(-1, 1, 1)  # (C,) -> (C, 1, 1)
         out += np.asarray(shift, dtype=np.float32).reshape(-1, 1, 1)  # (C,) -> (C, 1, 1)
         return out
 
-    def _scale_shift(self, from_uint8: bool) -> tuple[list[float], list[float]]:
+    def scale_shift(self, from_uint8: bool) -> tuple[list[float], list[float]]:
         """``y = x * scale[c] + shift[c]``: ``scale = 1 / (255 * std)`` (or ``1 / std`` for
         float input on 0–1) and ``shift = -mean / std``, one multiply-add per pixel."""
         scale_by = 255.0 if from_uint8 else 1.0

@@ -156,7 +156,7 @@ def onnx_session(path, *, threads: int | None = None, providers=("CPUExecutionPr
     """An onnxruntime ``InferenceSession`` for ``path``.
 
     Args:
-        path: the ``.onnx`` file.
+        path: the ``.onnx`` file (or a serialised model, ``bytes``).
         threads: intra-op threads (None: onnxruntime's default, one per physical core).
         providers: onnxruntime execution providers in order of preference (default: CPU).
         spinning: how idle intra-op threads wait, one of :data:`SPINNING_MODES` (None:
@@ -181,7 +181,8 @@ def onnx_session(path, *, threads: int | None = None, providers=("CPUExecutionPr
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     elif spinning == "run":  # spin while a run hands work between operators, not after it
         options.add_session_config_entry("session.force_spinning_stop", "1")
-    return ort.InferenceSession(str(path), options, providers=list(providers))
+    model = path if isinstance(path, bytes) else str(path)  # a file, or a serialised model
+    return ort.InferenceSession(model, options, providers=list(providers))
 
 
 def verify_onnx(path, run_or_loaded, *, fold_normalization: bool = True,

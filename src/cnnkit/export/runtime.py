@@ -57,17 +57,18 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from cnnkit.export import single_image
 from cnnkit.export.errors import ExportError
 from cnnkit.export.onnx import DEFAULT_OPSET, export_onnx, onnx_session, verify_onnx
+from cnnkit.export.single_image import PIXELS, PROBABILITIES
 from cnnkit.export.wrapper import TASK_OUTPUTS
 from cnnkit.run.folder import LoadedModel, tensors_digest
-from cnnkit.run.outputs import LOGITS, output_kind
+from cnnkit.run.outputs import LOGITS, output_kind, to_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -88,72 +89,6 @@ def check_backend(backend: str) -> str:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}; "
                          "'auto' uses onnxruntime where it is installed and the model exports")
     return backend
-
-
-#: use_backend also opens a one-thread onnxruntime session for single images and keeps it
-#: when it measures it faster than the main session on one image (False: never). Waking
-#: onnxruntime's other intra-op threads costs more than a small network's whole forward pass:
-#: LeNet-5's single image, 59 -> 41 µs on 2 cores (bench/inference.py); larger networks
-#: (ResNet-18, the detectors) are faster on all threads, and their second session is closed.
-SINGLE_IMAGE_SESSION = True
-SINGLE_IMAGE_GAIN = 0.9  # keep the one-thread session when its median is below 0.9x
-SINGLE_IMAGE_BUDGET_S = 0.2  # the measurement's time (at least 5 pairs of runs)
-SINGLE_IMAGE_MAX_S = 0.001  # only for networks whose single image takes under 1 ms
-
-
-def _session_of(forward, n: int):
-    """The session that runs a batch of ``n`` images: the one-thread one for single images."""
-    single = forward.single_session
-    return single if n == 1 and single is not None else forward.session
-
-
-def faster_alone(main_s: list[float], single_s: list[float],
-                 gain: float = SINGLE_IMAGE_GAIN) -> bool:
-    """Whether the one-thread session's median run time is below ``gain`` x the main one's."""
-    return float(np.median(single_s)) < gain * float(np.median(main_s))
-
-
-def single_image_session(path: Path | str, session, *, budget_s: float = SINGLE_IMAGE_BUDGET_S,
-                         min_pairs: int = 5, max_pairs: int = 40):
-    """A one-thread CPU session of ``path`` when it runs one image faster than ``session``.
-
-    Runs both on one zero image, alternately (the machine's load hits both alike), for about
-    ``budget_s`` seconds (at least ``min_pairs``, at most ``max_pairs`` pairs; after
-    ``min_pairs`` it stops as soon as the one-thread session is slower or below 0.7x), and
-    compares the medians with :func:`faster_alone`. Returns the new session, or None (it is closed).
-    Only for a CPU ``session`` on more than one thread (one thread has nothing to gain) and
-    a network whose single image takes under ``SINGLE_IMAGE_MAX_S`` on it (else no second
-    session is opened: the wake-up saved is a few µs of a longer run).
-    """
-    options = session.get_session_options()
-    if (session.get_providers() != [PROVIDERS["cpu"]]
-            or options.intra_op_num_threads == 1):
-        return None
-    meta = session.get_inputs()[0]
-    shape = [1] + [d if isinstance(d, int) else 1 for d in meta.shape[1:]]
-    feed = {meta.name: np.zeros(shape, dtype=np.float32)}
-    session.run(None, feed)  # warm-up: first-run allocations
-    main_s = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        main_s.append(time.perf_counter() - t0)
-    if float(np.median(main_s)) > SINGLE_IMAGE_MAX_S:
-        return None  # a network this slow gains nothing from skipping one thread's wake-up
-    single = onnx_session(path, threads=1)
-    single.run(None, feed)
-    main_s, single_s = [], []
-    start = time.perf_counter()
-    while len(main_s) < max_pairs:
-        for one, times in ((session, main_s), (single, single_s)):
-            t0 = time.perf_counter()
-            one.run(None, feed)
-            times.append(time.perf_counter() - t0)
-        if len(main_s) >= min_pairs and (time.perf_counter() - start > budget_s
-                                         or not faster_alone(main_s, single_s, 1.0)
-                                         or faster_alone(main_s, single_s, 0.7)):
-            break  # out of time, or already clear: slower, or faster by far
-    return single if faster_alone(main_s, single_s) else None
 
 
 class OnnxForward:
@@ -177,11 +112,11 @@ class OnnxForward:
     computes_outside_torch = True
 
     def __init__(self, session, path: Path | str, output_kind: str = LOGITS, *,
-                 single_session=None):
+                 pixel_session=None):
         self.session = session
         self.path = str(path)
         self.output_kind = output_kind
-        self.single_session = single_session
+        self.pixel_session = pixel_session
 
     def numpy_forward(self, pixels: np.ndarray) -> np.ndarray:
         """The logits of normalised float32 pixels, NumPy in and out.
@@ -189,8 +124,21 @@ class OnnxForward:
         Shape:
             (N, C, H, W) float32 -> (N, K) float32.
         """
-        (logits,) = _session_of(self, len(pixels)).run(["logits"], {"images": pixels})
+        (logits,) = self.session.run(["logits"], {"images": pixels})
         return logits
+
+    def pixel_probabilities(self, pixels: np.ndarray) -> np.ndarray | None:
+        """The probabilities of one uint8 image from the one-thread pixel graph
+        (:mod:`cnnkit.export.single_image`), or None when there is none (the caller then
+        normalises, runs :meth:`numpy_forward` and turns its output into probabilities).
+
+        Shape:
+            (1, C, H, W) uint8 -> (1, K) float32.
+        """
+        if self.pixel_session is None:
+            return None
+        (probabilities,) = self.pixel_session.run([PROBABILITIES], {PIXELS: pixels})
+        return probabilities
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         pixels = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
@@ -230,7 +178,8 @@ class OnnxTaskForward:
 
     def decoded(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         pixels = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        arrays = _session_of(self, len(pixels)).run(list(self.output_names), {"images": pixels})
+        session = self.single_session if len(pixels) == 1 and self.single_session else self.session
+        arrays = session.run(list(self.output_names), {"images": pixels})
         return {name: torch.from_numpy(a).to(x.device)
                 for name, a in zip(self.output_names, arrays)}
 
@@ -297,6 +246,32 @@ def _session_for(loaded: LoadedModel, path: Path, providers: list[str], check: b
     return session
 
 
+def _pixel_session(loaded: LoadedModel, path: Path | str, session, kind: str):
+    """The one-thread :func:`~cnnkit.export.single_image.pixel_graph` session for a
+    classifier's single images, when measured faster than ``session`` and equal to it on a
+    random image; else None."""
+    if not single_image.SINGLE_IMAGE_SESSION or not single_image.worth_trying(session):
+        return None  # the graph below is built only for networks that may gain
+    graph = single_image.pixel_graph(path, loaded.normalization, kind)
+    pixels = single_image.single_image_session(path, session, graph=graph)
+    if pixels is None:
+        return None
+    image = np.random.default_rng(0).integers(0, 256, (1, *loaded.input_shape), dtype=np.uint8)
+    (direct,) = pixels.run([PROBABILITIES], {PIXELS: image})
+    x = (loaded.normalization.apply_numpy(image) if loaded.normalization is not None
+         else np.divide(image, np.float32(255.0), dtype=np.float32))
+    (logits,) = session.run(["logits"], {"images": x})
+    steps = to_probabilities(torch.from_numpy(logits), kind).numpy()
+    if not np.allclose(direct, steps, rtol=1e-4, atol=1e-6):
+        logger.warning("the pixel graph of %s differs from its network (largest difference "
+                       "%.3g); single images take the usual steps", path,
+                       float(np.abs(direct - steps).max()))
+        return None
+    logger.info("onnxruntime: single images through a one-thread graph of pixels to "
+                "probabilities (measured faster)")
+    return pixels
+
+
 def onnx_forward(loaded: LoadedModel, *, cache_dir: str | Path | None = None,
                  export: bool = True,
                  spinning: str | None = None) -> OnnxForward | OnnxTaskForward | None:
@@ -322,11 +297,14 @@ def onnx_forward(loaded: LoadedModel, *, cache_dir: str | Path | None = None,
     network = loaded.model
 
     def wrap(session, path, file=None):  # file: where to read a second session (path)
-        single = single_image_session(file or path, session) if SINGLE_IMAGE_SESSION else None
+        if loaded.task == "classify":
+            kind = output_kind(network)
+            pixels = _pixel_session(loaded, file or path, session, kind)
+            return OnnxForward(session, path, kind, pixel_session=pixels)
+        single = (single_image.single_image_session(file or path, session)
+                  if single_image.SINGLE_IMAGE_SESSION else None)
         if single is not None:
             logger.info("onnxruntime: single images on a one-thread session (measured faster)")
-        if loaded.task == "classify":
-            return OnnxForward(session, path, output_kind(network), single_session=single)
         return OnnxTaskForward(session, path, TASK_OUTPUTS[loaded.task], network,
                                single_session=single)
 

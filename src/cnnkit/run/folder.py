@@ -238,18 +238,10 @@ class LoadedModel:
             return self.normalization.apply(x)
         return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
-    def _prepare_numpy(self, images) -> np.ndarray | None:
-        """:meth:`_prepare` in NumPy for images that need no resize, or None.
-
-        Applies to a NumPy array or a CPU tensor without gradients, uint8 (0–255) or float32
-        (0–1), shaped ``(N, C, H, W)`` or ``(C, H, W)`` with the model's ``(C, H, W)``; the
-        same float32 arithmetic as :meth:`_prepare`, bit for bit. Anything else gives None and
-        the caller takes :meth:`_prepare` (which converts, resizes and explains bad shapes).
-        ``PREPARE_IN_NUMPY = False`` turns it off.
-
-        Shape:
-            images (N, C, H, W) or (C, H, W) -> (N, C, H, W) float32, C-contiguous.
-        """
+    def _numpy_images(self, images) -> np.ndarray | None:
+        """``images`` as a NumPy ``(N, C, H, W)`` array of the model's ``(C, H, W)``, uint8 or
+        float32, without a copy; None for anything else (another dtype or shape, a tensor off
+        the CPU or needing gradients, a list) or when ``PREPARE_IN_NUMPY`` is False."""
         if not PREPARE_IN_NUMPY:
             return None
         if isinstance(images, torch.Tensor):
@@ -263,6 +255,26 @@ class LoadedModel:
         if (images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.input_shape)
                 or images.dtype not in (np.uint8, np.float32)):
             return None
+        return images
+
+    def _prepare_numpy(self, images) -> np.ndarray | None:
+        """:meth:`_prepare` in NumPy for images that need no resize, or None.
+
+        Applies to what :meth:`_numpy_images` takes: a NumPy array or a CPU tensor without
+        gradients, uint8 (0–255) or float32 (0–1), shaped ``(N, C, H, W)`` or ``(C, H, W)``
+        with the model's ``(C, H, W)``; the same float32 arithmetic as :meth:`_prepare`, bit
+        for bit. Anything else gives None and the caller takes :meth:`_prepare` (which
+        converts, resizes and explains bad shapes). ``PREPARE_IN_NUMPY = False`` turns it off.
+
+        Shape:
+            images (N, C, H, W) or (C, H, W) -> (N, C, H, W) float32, C-contiguous.
+        """
+        images = self._numpy_images(images)
+        if images is None:
+            return None
+        return self._normalized(images)
+
+    def _normalized(self, images: np.ndarray) -> np.ndarray:
         if self.normalization is not None:
             return self.normalization.apply_numpy(images)
         if images.dtype == np.uint8:
@@ -314,9 +326,18 @@ class LoadedModel:
             # backend's OnnxForward): no walk over the modules for their kind and mode, no
             # autograd switch, no device moves. LeNet-5's single-image prediction on
             # onnxruntime: 0.15 -> 0.09 ms p50 (bench/inference.py; the graph alone 0.04 ms).
+            arrays = (self._numpy_images(images)
+                      if hasattr(self.forward, "numpy_forward") else None)
+            direct = getattr(self.forward, "pixel_probabilities", None)
+            if (direct is not None and arrays is not None and len(arrays) == 1
+                    and arrays.dtype == np.uint8):
+                # One uint8 image: the forward's one-thread graph of pixels to probabilities,
+                # where use_backend measured it faster (cnnkit.export.single_image).
+                probabilities = direct(np.ascontiguousarray(arrays))
+                if probabilities is not None:
+                    return torch.from_numpy(probabilities)
             with torch_threads_beside(True):
-                pixels = (self._prepare_numpy(images)
-                          if hasattr(self.forward, "numpy_forward") else None)
+                pixels = self._normalized(arrays) if arrays is not None else None
                 if pixels is not None and len(pixels):
                     # The steps before the graph in NumPy: a dozen PyTorch calls cost more
                     # than a single image's arithmetic (see PREPARE_IN_NUMPY).

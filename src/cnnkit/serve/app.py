@@ -124,9 +124,9 @@ class ServeConfig:
         spinning: how onnxruntime's idle threads wait for work
             (:func:`cnnkit.export.onnx.onnx_session`): ``"never"`` (the default here) leaves
             the cores to the event loop between and inside runs. Measured (ResNet-18, 32
-            clients, 2 CPU cores, bench/serve_load.py): 60 requests/s against 55 with
-            ``"run"`` (the default of ``cnnkit predict``, faster for images one after
-            another) and 0.7x PyTorch's with ``"always"``.
+            clients, 2 CPU cores, bench/serve_load.py): ``"run"`` (the default of ``cnnkit
+            predict``, faster for images one after another) served as many requests/s, within
+            the noise (55 vs 60 in one run, 65 vs 62 in another), ``"always"`` 0.7x PyTorch's.
     """
 
     limits: ServeLimits = field(default_factory=ServeLimits)
