@@ -21,3 +21,14 @@ def run_dir(tmp_path_factory):
     write_json(run / MODEL_FILE, model_metadata(model, ["cat", "dog", "eel"],
                                                 Normalization((0.3,), (0.4,)), (1, 8, 8)))
     return run
+
+
+@pytest.fixture
+def two_threads():
+    """PyTorch on 2 intra-op threads for the test, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

@@ -34,14 +34,6 @@ class CountingForward(OnnxForward):
 
 
 @pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
 def onnx_classifier(tmp_path):
     torch.manual_seed(0)
     run = tmp_path / "run"

@@ -26,17 +26,10 @@ from cnnkit.run.task_predict import predict_task_images  # noqa: E402
 from cnnkit.train.run_folder import (MODEL_FILE, WEIGHTS_FILE, model_metadata,  # noqa: E402
                                      save_weights, write_json)
 
+from _onnx_options import spinning_entries  # noqa: E402  tests/_onnx_options.py
 from _task_runs import write_task_run  # noqa: E402  tests/_task_runs.py
 
 SPEC = "conv(4,3,padding=same) relu maxpool(2) conv(6,3) relu flatten fc(3)"
-
-
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
 
 
 def _run(tmp_path, normalization, name="run"):
@@ -228,14 +221,7 @@ def test_onnx_sessions_spin_only_inside_a_run_by_default(tmp_path):
 
     path = cnnkit.load(_run(tmp_path, None), backend="onnxruntime").forward.path
 
-    def entries(session):
-        options, found = session.get_session_options(), {}
-        for key in ("session.intra_op.allow_spinning", "session.force_spinning_stop"):
-            try:
-                found[key] = options.get_session_config_entry(key)
-            except RuntimeError:  # onnxruntime: "does not have configuration with key"
-                pass
-        return found
+    entries = spinning_entries
 
     assert onnx_module.SPINNING == "run"
     got = {mode: entries(onnx_session(path, spinning=mode)) for mode in (None, "run", "never",

@@ -7,6 +7,8 @@ import cnnkit
 from cnnkit.export.runtime import CACHE_DIR
 from cnnkit.serve import ServeConfig, create_app
 
+from _onnx_options import spinning_entries  # tests/_onnx_options.py
+
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install "
                                           "'cnnkit[onnx]'); the onnxruntime backend needs it")
 
@@ -50,26 +52,16 @@ def test_bad_backend_is_a_value_error():
         ServeConfig(backend="gpu")
 
 
-def _spinning_entries(session) -> dict:
-    options, found = session.get_session_options(), {}
-    for key in ("session.intra_op.allow_spinning", "session.force_spinning_stop"):
-        try:
-            found[key] = options.get_session_config_entry(key)
-        except RuntimeError:  # onnxruntime: "does not have configuration with key"
-            pass
-    return found
-
-
 def test_the_servers_onnxruntime_threads_never_spin_unless_configured(run_dir):
     # Spinning inside each run took the cores from the event loop under load (bench/serve_load).
     app = create_app(run_dir, ServeConfig(backend="onnxruntime"))
     forward = app.state.service.loaded.forward
-    assert _spinning_entries(forward.session) == {"session.intra_op.allow_spinning": "0"}
+    assert spinning_entries(forward.session) == {"session.intra_op.allow_spinning": "0"}
     app = create_app(run_dir, ServeConfig(backend="onnxruntime", spinning="run"))
-    assert _spinning_entries(app.state.service.loaded.forward.session) == {
+    assert spinning_entries(app.state.service.loaded.forward.session) == {
         "session.force_spinning_stop": "1"}
     # cnnkit.load (what cnnkit predict uses) spins inside a run by default
     predictor = cnnkit.load(run_dir, backend="onnxruntime")
-    assert _spinning_entries(predictor.forward.session) == {"session.force_spinning_stop": "1"}
+    assert spinning_entries(predictor.forward.session) == {"session.force_spinning_stop": "1"}
     with pytest.raises(ValueError, match="spinning must be one of never, run, always, got 'x'"):
         ServeConfig(spinning="x")
