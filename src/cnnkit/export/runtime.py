@@ -102,6 +102,8 @@ class OnnxForward:
             or ``"log_probs"``, :func:`cnnkit.run.outputs.output_kind` of the model when it
             was exported): ``LoadedModel.predict_proba`` turns it into probabilities without
             looking at the PyTorch modules again.
+        pixel_session: a one-thread session of the graph of uint8 pixels to probabilities
+            for single images (:mod:`cnnkit.export.single_image`), or None.
 
     Shape:
         normalised float (N, C, H, W) on any device -> (N, K) float32 on the same device.
@@ -161,6 +163,8 @@ class OnnxTaskForward:
         path: the file it was read from (for messages).
         output_names: the graph's output names, in order.
         network: the task model (for the raw outputs).
+        single_session: a one-thread session of the same graph for single images, where
+            ``use_backend`` measured it faster (:mod:`cnnkit.export.single_image`), or None.
 
     Shape:
         decoded: normalised float (N, C, H, W) -> {name: (N, ...)} on the input's device, e.g.
