@@ -257,14 +257,12 @@ def _pixel_session(loaded: LoadedModel, path: Path | str, session, kind: str):
     if not single_image.SINGLE_IMAGE_SESSION or not single_image.worth_trying(session):
         return None  # the graph below is built only for networks that may gain
     graph = single_image.pixel_graph(path, loaded.normalization, kind)
-    pixels = single_image.single_image_session(path, session, graph=graph)
+    pixels = single_image.single_image_session(path, session, graph=graph, checked=True)
     if pixels is None:
         return None
     image = np.random.default_rng(0).integers(0, 256, (1, *loaded.input_shape), dtype=np.uint8)
     (direct,) = pixels.run([PROBABILITIES], {PIXELS: image})
-    x = (loaded.normalization.apply_numpy(image) if loaded.normalization is not None
-         else np.divide(image, np.float32(255.0), dtype=np.float32))
-    (logits,) = session.run(["logits"], {"images": x})
+    (logits,) = session.run(["logits"], {"images": loaded.normalize_numpy(image)})
     steps = to_probabilities(torch.from_numpy(logits), kind).numpy()
     if not np.allclose(direct, steps, rtol=1e-4, atol=1e-6):
         logger.warning("the pixel graph of %s differs from its network (largest difference "

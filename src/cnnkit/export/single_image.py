@@ -73,7 +73,8 @@ def worth_trying(session) -> bool:
 
 
 def single_image_session(path: Path | str, session, *, graph: bytes | None = None,
-                         budget_s: float = BUDGET_S, min_pairs: int = 5, max_pairs: int = 40):
+                         budget_s: float = BUDGET_S, min_pairs: int = 5, max_pairs: int = 40,
+                         checked: bool = False):
     """A one-thread CPU session of ``graph`` (default: the file ``path``) when it runs one
     image faster than ``session``, else None.
 
@@ -83,9 +84,10 @@ def single_image_session(path: Path | str, session, *, graph: bytes | None = Non
     the answer is clear: slower, or below 0.7x), and :func:`faster_alone` compares the
     medians. Only for a CPU ``session`` on more than one thread (one thread has nothing to
     gain) and a network whose single image takes at most :data:`MAX_S` on it (else no second
-    session is opened: the wake-up saved is a few µs of a longer run).
+    session is opened: the wake-up saved is a few µs of a longer run); ``checked``: the
+    caller has already asked :func:`worth_trying`.
     """
-    if not worth_trying(session):
+    if not checked and not worth_trying(session):
         return None
     feed = _one_image_feed(session, np.float32)
     single = onnx_session(graph if graph is not None else path, threads=1)

@@ -272,9 +272,14 @@ class LoadedModel:
         images = self._numpy_images(images)
         if images is None:
             return None
-        return self._normalized(images)
+        return self.normalize_numpy(images)
 
-    def _normalized(self, images: np.ndarray) -> np.ndarray:
+    def normalize_numpy(self, images: np.ndarray) -> np.ndarray:
+        """The run's normalisation (or /255) of uint8 or float32 images in NumPy.
+
+        Shape:
+            (N, C, H, W) -> (N, C, H, W) float32, C-contiguous.
+        """
         if self.normalization is not None:
             return self.normalization.apply_numpy(images)
         if images.dtype == np.uint8:
@@ -337,7 +342,7 @@ class LoadedModel:
                 if probabilities is not None:
                     return torch.from_numpy(probabilities)
             with torch_threads_beside(True):
-                pixels = self._normalized(arrays) if arrays is not None else None
+                pixels = self.normalize_numpy(arrays) if arrays is not None else None
                 if pixels is not None and len(pixels):
                     # The steps before the graph in NumPy: a dozen PyTorch calls cost more
                     # than a single image's arithmetic (see PREPARE_IN_NUMPY).
