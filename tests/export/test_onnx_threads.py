@@ -97,9 +97,9 @@ def test_task_predictions_decode_beside_one_thread(tmp_path, two_threads):
     seen = []
     decoded = loaded.forward.decoded
 
-    def counting(x):
+    def counting(x, names=None):
         seen.append(torch.get_num_threads())
-        return decoded(x)
+        return decoded(x, names)
 
     loaded.forward.decoded = counting
     images = list(_pixels(5, 32))
