@@ -102,3 +102,47 @@ def test_errors_name_the_problem(keras_data):
         model.fit(x, y, validation_split=1.5)
     with pytest.raises(ValueError, match="y is missing"):
         model.fit(x)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_uint8_images_become_floats_a_batch_at_a_time_with_the_same_result(keras_data, layout):
+    # fit keeps uint8 pixels uint8 and converts each batch (x / 255): the same values as
+    # converting the whole set first, so the same weights after training
+    x, _, labels = keras_data
+    x_uint8 = (np.clip(x, 0, 1) * 255).astype(np.uint8)  # (N, H, W, 1)
+    if layout == "NCHW":
+        x_uint8 = np.ascontiguousarray(x_uint8.transpose(0, 3, 1, 2))  # -> (N, 1, H, W)
+    as_float = x_uint8.astype(np.float32) / np.float32(255)
+    trained = []
+    for data in (x_uint8, as_float):
+        model = _tutorial_model(softmax=False)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        model.fit(data, labels, batch_size=64, epochs=2, verbose=0, validation_split=0.1,
+                  precision="fp32")
+        trained.append(model.state_dict())
+    for name, value in trained[0].items():
+        assert torch.equal(value, trained[1][name]), name
+    model = _tutorial_model(softmax=False)
+    batches = model._batches(x_uint8, labels, 64, shuffle=True)
+    assert batches.x.dtype == torch.uint8 and batches.x.shape[1:] == (1, 8, 8)  # stored uint8
+    first, _ = next(iter(batches))
+    assert first.dtype == torch.float32 and 0.0 <= first.min() and first.max() <= 1.0
+    assert first.max() > 0.5  # scaled to 0..1, not left at 0..255 nor scaled twice
+
+
+def test_tensor_batches_transform_each_batch():
+    from cnnkit.data.loader import TensorBatches
+
+    x = torch.arange(10, dtype=torch.uint8).view(10, 1)
+    seen = []
+
+    def double(b):
+        seen.append(len(b))
+        return b.float() * 2
+
+    batches = TensorBatches(x, None, batch_size=4, transform=double)
+    assert torch.equal(torch.cat([b for b, _ in batches]), torch.arange(10.0).view(10, 1) * 2)
+    assert seen == [4, 4, 2]  # one call per batch, as it is taken
+    with pytest.raises(TypeError, match="transform must be a function"):
+        TensorBatches(x, None, batch_size=4, transform="scale")

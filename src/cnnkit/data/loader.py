@@ -8,7 +8,7 @@ easily; larger image folders go through :mod:`cnnkit.data.stream`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -126,6 +126,8 @@ class TensorBatches(EpochLoader):
             ``{"labels": (N,), "boxes": (N, 4)}``); None yields ``(x_batch, None)`` (prediction).
         batch_size, shuffle, drop_last, seed, rank, world_size: as in :class:`InMemoryLoader`
             (but ``shuffle`` defaults to ``False``).
+        transform: applied to each ``x`` batch as it is taken (e.g. uint8 pixels -> 0-1
+            floats, so that the whole set never exists in float32); None yields it as it is.
 
     Shape:
         Yields ``x`` ``(B, ...)`` and ``y`` ``(B,)``, ``(B, K)`` or a dict of ``(B, ...)``, on
@@ -144,15 +146,21 @@ class TensorBatches(EpochLoader):
 
     def __init__(self, x: torch.Tensor, y: Targets | None, *, batch_size: int,
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() == 0:
             raise TypeError(f"x must be a tensor (N, ...), got {type(x).__name__}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be a function of the x batch, got "
+                            f"{type(transform).__name__}")
         super().__init__(len(x), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                          seed=seed, rank=rank, world_size=world_size, device=x.device)
         self.x = x
         self.y = None if y is None else check_targets(y, len(x))
+        self.transform = transform
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, Targets | None]]:
         for idx in self._index_batches():
-            yield self.x.index_select(0, idx), (None if self.y is None
-                                                else select_targets(self.y, idx))
+            x = self.x.index_select(0, idx)
+            yield (x if self.transform is None else self.transform(x),
+                   None if self.y is None else select_targets(self.y, idx))
