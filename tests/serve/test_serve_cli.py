@@ -17,6 +17,7 @@ def test_serve_has_help(run_cli, capsys):
     out = capsys.readouterr().out
     assert "--max-batch" in out and "/predict" in out and "127.0.0.1" in out
     assert "--backend {auto,torch,onnxruntime}" in out and "--read-timeout" in out
+    assert "--spinning {never,run,always}" in out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -35,3 +36,27 @@ def test_bad_serve_arguments_exit_2(run_cli, run_dir, capsys, argv, message):
 def test_serve_missing_run_exits_2(run_cli, tmp_path, capsys):
     assert run_cli(["serve", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_spinning_reaches_the_servers_config(run_dir):
+    from cnnkit.cli import build_parser
+    from cnnkit.cli.serve import SPINNING_CHOICES, serve_config
+    from cnnkit.export.onnx import SPINNING_MODES
+
+    assert SPINNING_CHOICES == SPINNING_MODES  # the CLI's copy of the modes
+    parser = build_parser()
+    assert serve_config(parser.parse_args(["serve", str(run_dir)])).spinning == "never"
+    for mode in SPINNING_MODES:
+        args = parser.parse_args(["serve", str(run_dir), "--spinning", mode])
+        assert serve_config(args).spinning == mode
+    args = parser.parse_args(["serve", str(run_dir), "--max-batch", "7", "--timeout", "3"])
+    config = serve_config(args)
+    assert (config.batch.max_batch, config.batch.timeout_s) == (7, 3.0)
+
+
+def test_bad_spinning_exits_2(run_cli, run_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["serve", str(run_dir), "--spinning", "sometimes"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--spinning" in err and "never" in err and "Traceback" not in err

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+#: ``--spinning``'s values: ``cnnkit.export.onnx.SPINNING_MODES``, written out here so that
+#: ``cnnkit --help`` imports neither torch nor onnxruntime (tests/serve/test_serve_cli.py checks
+#: that the two agree).
+SPINNING_CHOICES = ("never", "run", "always")
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -40,6 +45,10 @@ def add_parser(subparsers) -> None:
                    help="what runs /predict: onnxruntime (the run's verified ONNX export, cached "
                         "in RUN/.cache), torch, or auto (default: onnxruntime where it is "
                         "installed and the export verifies, else torch; for every task)")
+    p.add_argument("--spinning", choices=SPINNING_CHOICES, default="never",
+                   help="how onnxruntime's idle threads wait for work: never (default: no "
+                        "core burnt between requests, the best for many clients), run (spin "
+                        "inside a batch, stop at its end), always (onnxruntime's own default)")
     p.set_defaults(func=run)
 
 
@@ -48,22 +57,12 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn  # optional extra: serve (uvicorn)
 
         # optional extra: serve (cnnkit.serve imports fastapi)
-        from cnnkit.serve import (BatchConfig, ServeConfig, ServeLimits, create_app,
-                                  server_options)
+        from cnnkit.serve import create_app, server_options
     except ImportError as error:
         raise ValueError(f"cnnkit serve needs the serve extra ({error}); install it with "
                          "pip install 'cnnkit[serve]'") from None
 
-    if not 0 < args.port < 65536:
-        raise ValueError(f"--port must be in 1..65535, got {args.port!r}")
-    if not args.max_upload_mb > 0:
-        raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb!r}")
-    config = ServeConfig(
-        limits=ServeLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-                           max_pixels=args.max_pixels),
-        batch=BatchConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                          timeout_s=args.timeout),
-        read_timeout_s=args.read_timeout, backend=args.backend)
+    config = serve_config(args)
     app = create_app(args.run, config)
     backend = app.state.service.loaded.backend
     print(f"serving {args.run} with {backend} on http://{args.host}:{args.port}/ "
@@ -71,3 +70,23 @@ def run(args: argparse.Namespace) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                 **server_options(config))
     return 0
+
+
+def serve_config(args: argparse.Namespace):
+    """The parsed ``cnnkit serve`` arguments as a :class:`cnnkit.serve.ServeConfig`.
+
+    Raises:
+        ValueError: a value out of range (the message names the option and the fix).
+    """
+    from cnnkit.serve import BatchConfig, ServeConfig, ServeLimits
+
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be in 1..65535, got {args.port!r}")
+    if not args.max_upload_mb > 0:
+        raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb!r}")
+    return ServeConfig(
+        limits=ServeLimits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                           max_pixels=args.max_pixels),
+        batch=BatchConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                          timeout_s=args.timeout),
+        read_timeout_s=args.read_timeout, backend=args.backend, spinning=args.spinning)
