@@ -146,3 +146,13 @@ def test_tensor_batches_transform_each_batch():
     assert seen == [4, 4, 2]  # one call per batch, as it is taken
     with pytest.raises(TypeError, match="transform must be a function"):
         TensorBatches(x, None, batch_size=4, transform="scale")
+
+
+def test_predict_on_uint8_equals_predict_on_the_scaled_floats(keras_data):
+    x, _, _ = keras_data
+    x_uint8 = (np.clip(x, 0, 1) * 255).astype(np.uint8)  # (N, H, W, 1)
+    model = _tutorial_model()
+    got = model.predict(x_uint8, batch_size=50)
+    want = model.predict(x_uint8.astype(np.float32) / np.float32(255), batch_size=50)
+    assert got.shape == (len(x), 4) and np.array_equal(got, want)
+    assert not np.array_equal(got, model.predict(x_uint8.astype(np.float32)))  # really scaled

@@ -132,10 +132,6 @@ class KerasModelMixin:
         param = next(self.parameters(), None)
         return param.device if param is not None else torch.device("cpu")
 
-    def _as_images(self, x) -> torch.Tensor:
-        """Any tutorial layout -> float32 (N, C, H, W) (or (N, F) for flat inputs)."""
-        return _to_float(self._in_layout(x))
-
     def _in_layout(self, x) -> torch.Tensor:
         """Any tutorial layout -> (N, C, H, W) (or (N, F) for flat inputs), dtype kept."""
         x = _to_tensor(x, "x")
@@ -298,7 +294,7 @@ class KerasModelMixin:
 
         Works before ``compile``: prediction needs no loss or optimizer.
         """
-        images = self._as_images(x)
-        self._build(images)
-        batches = TensorBatches(images, None, batch_size=batch_size or 32)
+        images = self._in_layout(x)  # uint8 stays uint8: 0-1 floats a batch at a time
+        self._build(_to_float(images[:1]))
+        batches = TensorBatches(images, None, batch_size=batch_size or 32, transform=_to_float)
         return predict_proba(self, batches).numpy()
