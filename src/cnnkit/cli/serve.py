@@ -78,7 +78,7 @@ def serve_config(args: argparse.Namespace):
     Raises:
         ValueError: a value out of range (the message names the option and the fix).
     """
-    from cnnkit.serve import BatchConfig, ServeConfig, ServeLimits
+    from cnnkit.serve import BatchConfig, ServeConfig, ServeLimits  # optional extra: serve
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be in 1..65535, got {args.port!r}")
