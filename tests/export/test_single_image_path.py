@@ -1,6 +1,6 @@
 """The short path of a prediction on onnxruntime: images prepared in NumPy
-(``LoadedModel._prepare_numpy``, switch ``cnnkit.run.folder.PREPARE_IN_NUMPY``), single images
-on a one-thread session, for a classifier of the graph of pixels to probabilities
+(``LoadedModel._numpy_images`` + ``normalize_numpy``, switch
+``cnnkit.run.folder.PREPARE_IN_NUMPY``), single images on a one-thread session, for a classifier of the graph of pixels to probabilities
 (``cnnkit.export.single_image``, switch ``SINGLE_IMAGE_SESSION``), and onnxruntime's threads
 spinning inside a run only. Each must give the results of the long path."""
 from __future__ import annotations
@@ -63,13 +63,19 @@ class CountingSession:
         return getattr(self.session, name)
 
 
+def _prepare_numpy(loaded, images):
+    """The NumPy steps predict_proba takes before the graph, or None where it takes PyTorch's."""
+    arrays = loaded._numpy_images(images)
+    return None if arrays is None else loaded.normalize_numpy(arrays)
+
+
 @pytest.mark.parametrize("normalization", [None, Normalization((0.3,), (0.4,))])
 def test_prepare_numpy_is_prepare_bit_for_bit(tmp_path, normalization):
     loaded = cnnkit.load(_run(tmp_path, normalization))
     pixels = _pixels(4)
     floats = pixels.float() / 255.0
     for images in (pixels, pixels.numpy(), floats, floats.numpy(), pixels[0], floats[0]):
-        fast = loaded._prepare_numpy(images)
+        fast = _prepare_numpy(loaded, images)
         assert fast is not None and fast.dtype == np.float32 and fast.flags.c_contiguous
         assert torch.equal(torch.from_numpy(fast), loaded._prepare(images))
 
@@ -83,9 +89,9 @@ def test_prepare_numpy_leaves_what_it_cannot_do_to_the_torch_path(tmp_path, monk
                    needs_grad,  # a tensor in an autograd graph
                    pixels.tolist(),  # a nested list
                    torch.zeros(2, 3, 16, 16, dtype=torch.uint8)):  # RGB for a grey model
-        assert loaded._prepare_numpy(images) is None
+        assert _prepare_numpy(loaded, images) is None
     monkeypatch.setattr(folder, "PREPARE_IN_NUMPY", False)  # the switch off
-    assert loaded._prepare_numpy(pixels) is None
+    assert _prepare_numpy(loaded, pixels) is None
 
 
 @pytest.mark.parametrize("normalization", [None, Normalization((0.3,), (0.4,))])

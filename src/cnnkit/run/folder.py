@@ -55,9 +55,9 @@ CURVES_FILE = "curves.png"
 CHECKPOINT_DIR = "checkpoint"
 
 #: ``LoadedModel.predict_proba`` on the onnxruntime backend prepares images that need no
-#: resize in NumPy (``LoadedModel._prepare_numpy``: /255 or the normalisation, float32, bit
-#: for bit the PyTorch steps) and hands the array straight to the graph; False: always the
-#: PyTorch steps. LeNet-5's single image on 2 cores: ~25 µs of ~70 µs (bench/inference.py).
+#: resize in NumPy (``LoadedModel._numpy_images`` then ``normalize_numpy``: /255 or the
+#: normalisation, float32, bit for bit the PyTorch steps) and hands the array straight to the
+#: graph; False: always the PyTorch steps. LeNet-5's single image on 2 cores: ~25 µs of ~70 µs (bench/inference.py).
 PREPARE_IN_NUMPY = True
 
 
@@ -256,23 +256,6 @@ class LoadedModel:
                 or images.dtype not in (np.uint8, np.float32)):
             return None
         return images
-
-    def _prepare_numpy(self, images) -> np.ndarray | None:
-        """:meth:`_prepare` in NumPy for images that need no resize, or None.
-
-        Applies to what :meth:`_numpy_images` takes: a NumPy array or a CPU tensor without
-        gradients, uint8 (0–255) or float32 (0–1), shaped ``(N, C, H, W)`` or ``(C, H, W)``
-        with the model's ``(C, H, W)``; the same float32 arithmetic as :meth:`_prepare`, bit
-        for bit. Anything else gives None and the caller takes :meth:`_prepare` (which
-        converts, resizes and explains bad shapes). ``PREPARE_IN_NUMPY = False`` turns it off.
-
-        Shape:
-            images (N, C, H, W) or (C, H, W) -> (N, C, H, W) float32, C-contiguous.
-        """
-        images = self._numpy_images(images)
-        if images is None:
-            return None
-        return self.normalize_numpy(images)
 
     def normalize_numpy(self, images: np.ndarray) -> np.ndarray:
         """The run's normalisation (or /255) of uint8 or float32 images in NumPy.
