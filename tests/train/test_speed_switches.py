@@ -157,14 +157,35 @@ def test_auto_channels_last_runs_a_bf16_trainer_nhwc_with_the_same_outputs():
     torch.testing.assert_close(trainer.model(x), reference)
 
 
-@pytest.mark.parametrize("setting, precision, expected", [
-    (None, "bf16", True), (None, "fp32", False), (True, "fp32", True), (False, "bf16", False),
+@pytest.mark.parametrize("setting, precision, device, expected", [
+    (None, "bf16", "cpu", True), (None, "fp32", "cpu", True), (True, "fp32", "cpu", True),
+    (False, "bf16", "cpu", False), (False, "fp32", "cpu", False),
+    (None, "fp32", "cuda", False), (None, "bf16", "cuda", True), (None, "fp32", None, False),
 ])
-def test_channels_last_auto_follows_the_autocast_precision(setting, precision, expected):
-    from cnnkit.train.device import resolve_channels_last
+def test_channels_last_auto_is_on_for_a_cpu_and_follows_autocast_elsewhere(
+        setting, precision, device, expected):
+    from cnnkit.train.device import Precision, resolve_channels_last
 
-    assert resolve_channels_last(setting, resolve_precision(precision,
-                                                            torch.device("cpu"))) is expected
+    # a Precision built directly: resolve_precision would check that CUDA has bf16
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    resolved = Precision(precision, dtype, False)
+    where = torch.device(device) if device else None
+    assert resolve_channels_last(setting, resolved, where) is expected
+
+
+def test_an_fp32_cpu_trainer_runs_nhwc_by_default_with_the_nchw_outputs():
+    x = _data(8)[0]
+    reference = _net()(x)
+    trainer = Trainer(_net(), TrainConfig(device="cpu", precision="fp32"), progress=False)
+    assert trainer.channels_last
+    conv = trainer.model[0]
+    assert conv.weight.stride()[1] == 1  # restrided NHWC
+    assert conv(x).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(trainer.model(x), reference)
+    off = Trainer(_net(), TrainConfig(device="cpu", precision="fp32", channels_last=False),
+                  progress=False)
+    assert not off.channels_last
+    assert off.model[0].weight.is_contiguous()  # the switch off keeps NCHW
 
 
 # ------------------------------------------------------------------ tune_allocator

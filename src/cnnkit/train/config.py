@@ -128,8 +128,10 @@ class TrainConfig:
             The default, ``auto``, was chosen by measurement: the tutorial CNN's MNIST epoch
             takes 0.61× the fp32 time in bf16 (0.51× with channels-last) at the same test
             accuracy (bench/RESULTS.md). Pass ``fp32`` for bit-exact fp32 arithmetic.
-        channels_last: store conv weights and activations NHWC (None: exactly when autocast
-            runs in bf16/fp16, where it was measured faster; see bench/RESULTS.md).
+        channels_last: store conv weights and activations NHWC (None: on a CPU, and on a GPU
+            exactly when autocast runs in bf16/fp16: where it was measured faster, see
+            :func:`cnnkit.train.device.resolve_channels_last`). ``False`` keeps PyTorch's
+            NCHW (fp32 sums then run in PyTorch's default order).
         compile: wrap the model with ``torch.compile``.
         fused_optimizer: run Adam/AdamW/SGD built from ``optimizer`` with their fused kernel
             (same update, one pass over memory: faster on CPU and GPU).

@@ -106,15 +106,26 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
     return Precision("fp32", None, False)
 
 
-def resolve_channels_last(channels_last: bool | None, precision: Precision) -> bool:
-    """``None`` (auto): channels-last exactly when autocast runs in bf16/fp16.
+def resolve_channels_last(channels_last: bool | None, precision: Precision,
+                          device: torch.device | None = None) -> bool:
+    """``None`` (auto): channels-last on a CPU, and elsewhere exactly when autocast runs.
 
-    Measured on this project's CPU (bench/RESULTS.md): a bf16 training step of the tutorial CNN
-    takes 6.6 ms with NHWC weights and activations against 10.1 ms NCHW (max-pooling an NHWC
-    tensor is ~10× faster); fp32 steps were equally fast either way.
+    Measured (bench/RESULTS.md, "channels-last in fp32"): a bf16 training step of the tutorial
+    CNN takes 6.6 ms with NHWC weights and activations against 10.1 ms NCHW (max-pooling an
+    NHWC tensor is ~10x faster); in fp32 the two layouts were equally fast on a Xeon with AMX,
+    and on an AMD EPYC with AVX2 only (no native bf16, so ``auto`` trains in fp32) NHWC steps
+    took 0.57-0.92x the NCHW time for every zoo and recipe network (mnist-fast 0.68x: its
+    first conv's forward and the max-pools), so a CPU gets it in either precision. CUDA in
+    fp32 is unmeasured here and keeps NCHW.
+
+    Example:
+        >>> resolve_channels_last(None, resolve_precision("fp32", torch.device("cpu")),
+        ...                       torch.device("cpu"))
+        True
     """
     if channels_last is None:
-        return precision.dtype is not None
+        on_cpu = device is not None and device.type == "cpu"
+        return on_cpu or precision.dtype is not None
     return bool(channels_last)
 
 

@@ -143,7 +143,8 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.model = model.to(self.device)
-        self.channels_last = resolve_channels_last(self.config.channels_last, self.precision)
+        self.channels_last = resolve_channels_last(self.config.channels_last, self.precision,
+                                                   self.device)
         if self.channels_last:  # conv weights NHWC, so the activations follow
             self.model = self.model.to(memory_format=torch.channels_last)
         # Several processes: DDP all-reduces the gradients; self.model stays the plain module.
