@@ -160,7 +160,7 @@ def test_auto_channels_last_runs_a_bf16_trainer_nhwc_with_the_same_outputs():
 @pytest.mark.parametrize("setting, precision, device, expected", [
     (None, "bf16", "cpu", True), (None, "fp32", "cpu", True), (True, "fp32", "cpu", True),
     (False, "bf16", "cpu", False), (False, "fp32", "cpu", False),
-    (None, "fp32", "cuda", False), (None, "bf16", "cuda", True), (None, "fp32", None, False),
+    (None, "fp32", "cuda", False), (None, "bf16", "cuda", True), (None, "fp32", "meta", False),
 ])
 def test_channels_last_auto_is_on_for_a_cpu_and_follows_autocast_elsewhere(
         setting, precision, device, expected):
@@ -169,8 +169,7 @@ def test_channels_last_auto_is_on_for_a_cpu_and_follows_autocast_elsewhere(
     # a Precision built directly: resolve_precision would check that CUDA has bf16
     dtype = torch.bfloat16 if precision == "bf16" else None
     resolved = Precision(precision, dtype, False)
-    where = torch.device(device) if device else None
-    assert resolve_channels_last(setting, resolved, where) is expected
+    assert resolve_channels_last(setting, resolved, torch.device(device)) is expected
 
 
 def test_an_fp32_cpu_trainer_runs_nhwc_by_default_with_the_nchw_outputs():

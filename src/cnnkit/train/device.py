@@ -107,15 +107,15 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
 
 
 def resolve_channels_last(channels_last: bool | None, precision: Precision,
-                          device: torch.device | None = None) -> bool:
+                          device: torch.device) -> bool:
     """``None`` (auto): channels-last on a CPU, and elsewhere exactly when autocast runs.
 
     Measured (bench/RESULTS.md, "channels-last in fp32"): a bf16 training step of the tutorial
     CNN takes 6.6 ms with NHWC weights and activations against 10.1 ms NCHW (max-pooling an
     NHWC tensor is ~10x faster); in fp32 the two layouts were equally fast on a Xeon with AMX,
     and on an AMD EPYC with AVX2 only (no native bf16, so ``auto`` trains in fp32) NHWC steps
-    took 0.57-0.92x the NCHW time for every zoo and recipe network (mnist-fast 0.68x: its
-    first conv's forward and the max-pools), so a CPU gets it in either precision. CUDA in
+    took 0.59-0.98x the NCHW time for every zoo and recipe network (``python -m
+    bench.layout``; mnist-fast 0.60x: its first conv's forward and the max-pools), so a CPU gets it in either precision. CUDA in
     fp32 is unmeasured here and keeps NCHW.
 
     Example:
@@ -124,8 +124,7 @@ def resolve_channels_last(channels_last: bool | None, precision: Precision,
         True
     """
     if channels_last is None:
-        on_cpu = device is not None and device.type == "cpu"
-        return on_cpu or precision.dtype is not None
+        return device.type == "cpu" or precision.dtype is not None
     return bool(channels_last)
 
 
