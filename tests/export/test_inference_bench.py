@@ -37,3 +37,19 @@ def test_inference_bench_prints_one_row_per_model_and_batch(capsys):
 def test_unknown_model_is_refused():
     with pytest.raises(ValueError, match="unknown model 'vgg99'"):
         inference.build("vgg99")
+
+
+def test_inference_layout_bench_times_both_layouts_with_the_same_outputs(capsys):
+    from bench import inference_layout
+
+    inference_layout.main(["--only", "lenet5,segment", "--batches", "1,3", "--repeats", "1"])
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+            if re.match(r"\| (lenet5|segment) ", line)]
+    assert [tuple(r[:2]) for r in rows] == [("lenet5", "1"), ("lenet5", "3"), ("segment", "1"),
+                                            ("segment", "3")], out
+    for row in rows:
+        nchw, nhwc, ratio, difference = (float(c) for c in row[2:6])
+        assert nchw > 0 and nhwc > 0
+        assert ratio == pytest.approx(nhwc / nchw, rel=0.02, abs=0.01)
+        assert difference < 1e-3  # the same network in another memory layout

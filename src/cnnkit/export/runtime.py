@@ -7,7 +7,8 @@ the middle step, so both backends share every other step (onnxruntime's classifi
 skips the general loop's walk over the PyTorch modules: its graph's output kind is fixed at
 export, :attr:`OnnxForward.output_kind`):
 
-* ``"torch"``: eager PyTorch, the model itself.
+* ``"torch"``: eager PyTorch, the model itself (on a CPU with its conv weights channels-last,
+  :func:`cnnkit.run.folder.eager_channels_last`).
 * ``"onnxruntime"``: the network exported by :func:`~cnnkit.export.onnx.export_onnx` (the bare
   network: normalised float32 input, dynamic batch), verified against PyTorch, run by an
   onnxruntime ``InferenceSession`` with PyTorch's intra-op thread count. On the CPU provider;
@@ -67,7 +68,7 @@ from cnnkit.export.errors import ExportError
 from cnnkit.export.onnx import DEFAULT_OPSET, export_onnx, onnx_session, verify_onnx
 from cnnkit.export.single_image import PIXELS, PROBABILITIES
 from cnnkit.export.wrapper import TASK_OUTPUTS
-from cnnkit.run.folder import LoadedModel, tensors_digest
+from cnnkit.run.folder import LoadedModel, eager_channels_last, tensors_digest
 from cnnkit.run.outputs import LOGITS, output_kind, to_probabilities
 
 logger = logging.getLogger(__name__)
@@ -403,8 +404,7 @@ def use_backend(loaded: LoadedModel, backend: str = "auto", *,
     """
     check_backend(backend)
     if backend == "torch":
-        loaded.forward, loaded.backend = None, "torch"
-        return loaded
+        return _torch_backend(loaded)
     reason = _unavailable_reason(loaded)
     if reason is not None:
         if backend == "onnxruntime":
@@ -428,7 +428,14 @@ def use_backend(loaded: LoadedModel, backend: str = "auto", *,
     return loaded
 
 
-def _fall_back(loaded: LoadedModel, reason: str, level: int) -> LoadedModel:
+def _torch_backend(loaded: LoadedModel) -> LoadedModel:
+    """Run ``loaded`` in eager PyTorch (on a CPU channels-last: ``eager_channels_last``)."""
     loaded.forward, loaded.backend = None, "torch"
+    eager_channels_last(loaded)
+    return loaded
+
+
+def _fall_back(loaded: LoadedModel, reason: str, level: int) -> LoadedModel:
+    _torch_backend(loaded)
     logger.log(level, "predict backend: torch (backend='auto' and %s)", reason)
     return loaded
