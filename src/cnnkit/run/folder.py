@@ -372,8 +372,8 @@ def eager_channels_last(loaded: LoadedModel) -> LoadedModel:
 
     The conv layers then compute NHWC (PyTorch follows the weights' layout), the layout the
     Trainer trains in on a CPU, and the outputs are the same up to float rounding. Eager
-    inference, ``python -m bench.inference_layout`` on a 2-core AVX2 EPYC: 1.3-2.2x the
-    images/s of NCHW at batch 256 and 1.03-1.35x for one image (LeNet-5, ResNet-18, the
+    inference, ``python -m bench.inference_layout`` on a 2-core AVX2 EPYC: 1.23-1.98x the
+    images/s of NCHW at batch 256 and 1.03-1.38x for one image (LeNet-5, ResNet-18, the
     segmentation and detection recipes' networks). A no-op on a GPU, or when
     ``EAGER_CHANNELS_LAST`` is False. Saving is unaffected (``save_weights`` writes contiguous
     tensors).
