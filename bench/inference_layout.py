@@ -8,8 +8,8 @@ For each model of ``bench.inference`` (random weights: they do not change the sp
 the exported module (``cnnkit.export.wrapper.export_module``: the normalisation, the network and
 the task's decoding, what the torch backend runs per batch) twice, once with the weights as
 built (NCHW) and once after ``model.to(memory_format=torch.channels_last)``, reports the
-largest difference of the two networks' outputs (float rounding) and times them alternately in one process under
-``torch.inference_mode`` on uint8 batches: images/s (median of the rounds) and nhwc / nchw
+largest difference of the two networks' outputs (float rounding) and times them alternately
+in one process under ``torch.inference_mode`` on uint8 batches: images/s (median of the rounds) and nhwc / nchw
 (above 1: channels-last is faster).
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def measure(name: str, batches: list[int], repeats: int) -> list[list[str]]:
     rows = []
     for batch in batches:
         x = torch.from_numpy(np.random.default_rng(0).integers(
-            0, 256, (batch, *build(name).input_shape), dtype=np.uint8))  # (N, C, H, W)
+            0, 256, (batch, *loaded.input_shape), dtype=np.uint8))  # (N, C, H, W)
 
         def run(module):
             with torch.inference_mode():

@@ -431,8 +431,7 @@ def use_backend(loaded: LoadedModel, backend: str = "auto", *,
 def _torch_backend(loaded: LoadedModel) -> LoadedModel:
     """Run ``loaded`` in eager PyTorch (on a CPU channels-last: ``eager_channels_last``)."""
     loaded.forward, loaded.backend = None, "torch"
-    eager_channels_last(loaded)
-    return loaded
+    return eager_channels_last(loaded)
 
 
 def _fall_back(loaded: LoadedModel, reason: str, level: int) -> LoadedModel:

@@ -115,8 +115,8 @@ def resolve_channels_last(channels_last: bool | None, precision: Precision,
     NHWC tensor is ~10x faster); in fp32 the two layouts were equally fast on a Xeon with AMX,
     and on an AMD EPYC with AVX2 only (no native bf16, so ``auto`` trains in fp32) NHWC steps
     took 0.59-0.98x the NCHW time for every zoo and recipe network (``python -m
-    bench.layout``; mnist-fast 0.60x: its first conv's forward and the max-pools), so a CPU gets it in either precision. CUDA in
-    fp32 is unmeasured here and keeps NCHW.
+    bench.layout``; mnist-fast 0.60x: its first conv's forward and the max-pools), so a CPU
+    gets it in either precision. CUDA in fp32 is unmeasured here and keeps NCHW.
 
     Example:
         >>> resolve_channels_last(None, resolve_precision("fp32", torch.device("cpu")),
