@@ -79,13 +79,11 @@ def load(path: str | Path, *, model: nn.Module | None = None,
         >>> model = cnnkit.load("runs/digits", backend="auto")  # doctest: +SKIP
         >>> model.predict(images)  # doctest: +SKIP
     """
-    from cnnkit.run.folder import eager_channels_last, load_run  # import cost: only what is used
+    from cnnkit.export.runtime import CACHE_DIR, use_backend  # import cost: only what is used
+    from cnnkit.run.folder import load_run  # import cost: only what is used
 
     loaded = load_run(path, model=model, device=device)
-    if backend == "torch":
-        return eager_channels_last(loaded)  # conv weights NHWC on a CPU: faster eager
-    from cnnkit.export.runtime import CACHE_DIR, use_backend  # optional extra: onnxruntime
-
+    # torch: on a CPU channels-last conv weights and freed memory kept (faster eager)
     return use_backend(loaded, backend, cache_dir=Path(path) / CACHE_DIR)
 
 

@@ -53,3 +53,31 @@ def test_inference_layout_bench_times_both_layouts_with_the_same_outputs(capsys)
         assert nchw > 0 and nhwc > 0
         assert ratio == pytest.approx(nhwc / nchw, rel=0.02, abs=0.01)
         assert difference < 1e-3  # the same network in another memory layout
+
+
+def test_eager_allocator_bench_compares_fresh_processes_with_the_same_answers(capsys):
+    from bench import eager_allocator
+
+    eager_allocator.main(["--only", "lenet5", "--batches", "1,3", "--repeats", "1",
+                          "--seconds", "0.01"])
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+            if re.match(r"\| lenet5 ", line)]
+    assert [tuple(r[:2]) for r in rows] == [("lenet5", "1"), ("lenet5", "3")], out
+    for row in rows:
+        plain, kept, ratio, plain_faults, kept_faults = (float(c) for c in row[2:7])
+        assert plain > 0 and kept > 0 and plain_faults >= 0 and kept_faults >= 0
+        assert ratio == pytest.approx(kept / plain, rel=0.02, abs=0.01)
+        assert row[7] == "yes"  # where freed memory goes does not change an answer
+    assert "did not all tune malloc" not in out
+
+
+def test_eager_allocator_worker_sets_the_switch_it_is_given(monkeypatch):
+    from bench import eager_allocator
+    from cnnkit.export import runtime
+
+    monkeypatch.setattr(runtime, "EAGER_KEEP_FREED_MEMORY", True)  # restored afterwards
+    got = eager_allocator.run_worker("lenet5", False, [2], seconds=0.0)
+    assert runtime.EAGER_KEEP_FREED_MEMORY is False  # what a plain worker process runs with
+    assert set(got) == {"tuned", "2"} and got["2"]["images_per_s"] > 0
+    assert len(got["2"]["digest"]) == 64
