@@ -29,6 +29,11 @@ SCRIPT = textwrap.dedent("""
     runtime.EAGER_KEEP_FREED_MEMORY = keep
     if how == "load":
         loaded = cnnkit.load(run)
+    elif how == "trainer":  # what training does in its process, for comparison
+        from cnnkit.train.trainer import Trainer
+        Trainer(torch.nn.Linear(2, 2))
+        print(json.dumps({"tuned": allocator._applied}))
+        raise SystemExit
     elif how == "meta":
         from cnnkit.run.folder import LoadedModel
         meta = LoadedModel(torch.nn.Conv2d(3, 4, 3, device="meta"), ["a"], None, (3, 8, 8), {})
@@ -81,3 +86,7 @@ def test_the_fall_back_to_torch_keeps_freed_memory_too(run):
 
 def test_a_model_off_the_cpu_leaves_malloc_alone(run):
     assert case(run, "meta", True)["tuned"] is None
+
+
+def test_the_trainer_tunes_malloc_as_the_torch_backend_does(run):
+    assert case(run, "trainer", True)["tuned"] is True

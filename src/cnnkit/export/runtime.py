@@ -84,8 +84,9 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 #: The torch backend on a CPU keeps freed tensor memory in the process
 #: (:func:`cnnkit.train.allocator.keep_freed_memory`, process-wide, as training does): a
 #: batch's activations then reuse the pages of the batch before instead of page-faulting fresh
-#: ones in. ``python -m bench.eager_allocator`` on a 2-core EPYC: 1.6-2.5x the images/s of the
-#: segmentation and detection networks at batches of 32 and 256. False leaves malloc alone.
+#: ones in. ``python -m bench.eager_allocator`` on a 2-core EPYC: 1.35-2.6x the images/s at
+#: batch 256 (LeNet-5, ResNet-18, the segmentation and detection networks), 2.5x segmentation
+#: at batch 32. False leaves malloc alone.
 EAGER_KEEP_FREED_MEMORY = True
 # ``cnnkit predict --backend auto`` exports a run that has no cached export only for at least
 # this many images: a first export costs 3-7 s; at 32x32, ResNet-18 gains that back from about
