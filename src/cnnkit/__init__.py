@@ -69,7 +69,11 @@ def load(path: str | Path, *, model: nn.Module | None = None,
         device: where to put the model.
         backend: what runs ``predict*``: ``"torch"``, ``"onnxruntime"`` (the run's verified ONNX
             export, cached in ``RUN/.cache``) or ``"auto"`` (onnxruntime where it is installed
-            and the export verifies, else torch); see :mod:`cnnkit.export.runtime`.
+            and the export verifies, else torch); see :mod:`cnnkit.export.runtime`. On a CPU
+            the torch backend restrides the conv weights channels-last and, as training does,
+            raises glibc's malloc thresholds for the whole process (switches
+            ``cnnkit.run.folder.EAGER_CHANNELS_LAST``,
+            ``cnnkit.export.runtime.EAGER_KEEP_FREED_MEMORY``).
 
     Raises:
         CheckpointError: not a run folder, missing/corrupt files, or weights that do not fit.
@@ -83,7 +87,6 @@ def load(path: str | Path, *, model: nn.Module | None = None,
     from cnnkit.run.folder import load_run  # import cost: only what is used
 
     loaded = load_run(path, model=model, device=device)
-    # torch: on a CPU channels-last conv weights and freed memory kept (faster eager)
     return use_backend(loaded, backend, cache_dir=Path(path) / CACHE_DIR)
 
 
