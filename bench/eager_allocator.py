@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from bench._common import machine_note, print_table
-from bench.inference import MODELS, build
+from bench.inference import MODELS, add_model_options, build, chosen_models
 
 #: Seconds of calls per (model, batch) in one worker (at least 3 calls); ``--seconds``.
 SECONDS = 1.5
@@ -119,22 +119,16 @@ def measure(name: str, batches: list[int], repeats: int,
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", help=f"comma-separated, from {','.join(MODELS)}")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds (median)")
-    parser.add_argument("--batches", default="1,32,256", help="comma-separated batch sizes")
+    add_model_options(parser, repeats=3, batches="1,32,256")
     parser.add_argument("--seconds", type=float, default=SECONDS,
                         help="seconds of calls per model and batch in each process")
     parser.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
     parser.add_argument("--keep", type=int, choices=(0, 1), default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    batches = [int(b) for b in args.batches.split(",")]
+    names, batches = chosen_models(parser, args)
     if args.worker:
         print(json.dumps(run_worker(args.worker, bool(args.keep), batches, args.seconds)))
         return
-    names = args.only.split(",") if args.only else [m for m in MODELS if m != "detect-fcos"]
-    unknown = [n for n in names if n not in MODELS]
-    if unknown:
-        parser.error(f"unknown model {unknown[0]!r}; choose from {','.join(MODELS)}")
     print(machine_note(), flush=True)
     rows = [row for name in names
             for row in measure(name, batches, args.repeats, args.seconds)]

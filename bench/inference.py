@@ -93,6 +93,25 @@ def build(name: str) -> LoadedModel:
 MODELS = ("lenet5", "resnet18", "segment", "detect", "detect-fcos")
 
 
+def add_model_options(parser: argparse.ArgumentParser, *, repeats: int, batches: str) -> None:
+    """``--only``, ``--repeats`` and ``--batches``, as the eager-inference benchmarks take them."""
+    parser.add_argument("--only", help=f"comma-separated, from {','.join(MODELS)}")
+    parser.add_argument("--repeats", type=int, default=repeats,
+                        help="alternating rounds (median)")
+    parser.add_argument("--batches", default=batches, help="comma-separated batch sizes")
+
+
+def chosen_models(parser: argparse.ArgumentParser,
+                  args: argparse.Namespace) -> tuple[list[str], list[int]]:
+    """The models (default: all but FCOS) and batch sizes asked for; an unknown model is an
+    argparse error (exit code 2)."""
+    names = args.only.split(",") if args.only else [m for m in MODELS if m != "detect-fcos"]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}; choose from {','.join(MODELS)}")
+    return names, [int(b) for b in args.batches.split(",")]
+
+
 def _calls(fn, batch: np.ndarray, seconds: float, min_calls: int) -> list[float]:
     """Call ``fn(batch)`` for about ``seconds`` (at least ``min_calls`` times); each call's time."""
     fn(batch)  # warm-up (first-call allocations, onnxruntime's graph optimisation)

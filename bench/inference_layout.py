@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from bench._common import machine_note, print_table
-from bench.inference import MODELS, build
+from bench.inference import add_model_options, build, chosen_models
 from cnnkit.export.wrapper import export_module
 
 
@@ -74,15 +74,9 @@ def measure(name: str, batches: list[int], repeats: int) -> list[list[str]]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", help=f"comma-separated, from {','.join(MODELS)}")
-    parser.add_argument("--repeats", type=int, default=5, help="alternating rounds (median)")
-    parser.add_argument("--batches", default="1,256", help="comma-separated batch sizes")
+    add_model_options(parser, repeats=5, batches="1,256")
     args = parser.parse_args(argv)
-    names = args.only.split(",") if args.only else [m for m in MODELS if m != "detect-fcos"]
-    unknown = [n for n in names if n not in MODELS]
-    if unknown:
-        parser.error(f"unknown model {unknown[0]!r}; choose from {','.join(MODELS)}")
-    batches = [int(b) for b in args.batches.split(",")]
+    names, batches = chosen_models(parser, args)
     print(machine_note(), flush=True)
     rows = [row for name in names for row in measure(name, batches, args.repeats)]
     print_table(f"Eager inference, NCHW vs channels-last (median of {args.repeats} alternating "
