@@ -11,13 +11,6 @@ import sys
 import textwrap
 
 import pytest
-import torch
-
-from cnnkit.data.normalization import Normalization
-from cnnkit.models import Sequential
-from cnnkit.run.folder import MODEL_FILE, WEIGHTS_FILE, model_metadata, save_weights, write_json
-
-SPEC = "conv(4,3,padding=same) bn relu maxpool(2) conv(6,3) relu flatten fc(3)"
 
 # Loads RUN as the case says, predicts 6 images; prints the switch's effect and the answers.
 SCRIPT = textwrap.dedent("""
@@ -43,7 +36,7 @@ SCRIPT = textwrap.dedent("""
     else:  # auto with no cached export and export=False: the fall-back to torch
         loaded = runtime.use_backend(cnnkit.run.folder.load_run(run), "auto",
                                      cache_dir=run + "/.cache", export=False)
-    x = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8,
+    x = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8,
                       generator=torch.Generator().manual_seed(1))
     print(json.dumps({"tuned": allocator._applied, "backend": loaded.backend,
                       "probs": loaded.predict_proba(x).tolist(), "labels": loaded.predict(x)}))
@@ -51,16 +44,8 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    torch.manual_seed(0)
-    model = Sequential.from_spec(SPEC, "8x8x3").eval()
-    path = tmp_path_factory.mktemp("eager") / "run"
-    path.mkdir()
-    save_weights(model, path / WEIGHTS_FILE)
-    write_json(path / MODEL_FILE, model_metadata(model, ["cat", "dog", "eel"],
-                                                 Normalization((0.3,) * 3, (0.4,) * 3),
-                                                 (3, 8, 8)))
-    return str(path)
+def run(run_dir):  # the export tests' run folder (conftest.py): 8x8 grayscale, 3 classes
+    return str(run_dir)
 
 
 def case(run: str, how: str, keep: bool) -> dict:

@@ -69,7 +69,7 @@ from cnnkit.export.errors import ExportError
 from cnnkit.export.onnx import DEFAULT_OPSET, export_onnx, onnx_session, verify_onnx
 from cnnkit.export.single_image import PIXELS, PROBABILITIES
 from cnnkit.export.wrapper import TASK_OUTPUTS
-from cnnkit.run.folder import LoadedModel, eager_channels_last, tensors_digest
+from cnnkit.run.folder import LoadedModel, eager_channels_last, runs_on_cpu, tensors_digest
 from cnnkit.run.outputs import LOGITS, output_kind, to_probabilities
 from cnnkit.train.allocator import keep_freed_memory
 
@@ -442,8 +442,7 @@ def _torch_backend(loaded: LoadedModel) -> LoadedModel:
     """Run ``loaded`` in eager PyTorch; on a CPU with its conv weights channels-last
     (``eager_channels_last``) and freed memory kept in the process (``EAGER_KEEP_FREED_MEMORY``)."""
     loaded.forward, loaded.backend = None, "torch"
-    if EAGER_KEEP_FREED_MEMORY and any(p.device.type == "cpu"
-                                       for p in loaded.model.parameters()):
+    if EAGER_KEEP_FREED_MEMORY and runs_on_cpu(loaded.model):
         keep_freed_memory()
     return eager_channels_last(loaded)
 

@@ -367,6 +367,17 @@ class LoadedModel:
                 for ps, idx in zip(top.values, top.indices)]
 
 
+def runs_on_cpu(model: nn.Module) -> bool:
+    """True when ``model`` has parameters and every one of them is on the CPU.
+
+    Example:
+        >>> runs_on_cpu(nn.Linear(2, 2)), runs_on_cpu(nn.Identity())
+        (True, False)
+    """
+    params = list(model.parameters())
+    return bool(params) and all(p.device.type == "cpu" for p in params)
+
+
 def eager_channels_last(loaded: LoadedModel) -> LoadedModel:
     """Restride ``loaded.model``'s 4-D weights channels-last when it runs in PyTorch on a CPU.
 
@@ -381,8 +392,7 @@ def eager_channels_last(loaded: LoadedModel) -> LoadedModel:
     Example:
         >>> loaded = eager_channels_last(load_run("runs/digits"))  # doctest: +SKIP
     """
-    params = list(loaded.model.parameters())
-    if EAGER_CHANNELS_LAST and params and all(p.device.type == "cpu" for p in params):
+    if EAGER_CHANNELS_LAST and runs_on_cpu(loaded.model):
         loaded.model = loaded.model.to(memory_format=torch.channels_last)  # (O, I, kH, kW) NHWC
     return loaded
 
